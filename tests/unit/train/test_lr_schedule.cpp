@@ -41,3 +41,37 @@ TEST(LrScheduleTest, LinearDecay) {
 
 }  // namespace
 }  // namespace l4::train
+
+#include "train/flops.h"
+
+namespace l4::train {
+namespace {
+
+TEST(FlopsTest, AttendedKeysForCausalAndChunkedRows) {
+  EXPECT_DOUBLE_EQ(mean_attended_keys(4, 0), 2.5);   // (1+2+3+4)/4
+  EXPECT_DOUBLE_EQ(mean_attended_keys(4, 2), 1.5);   // (1+2+1+2)/4
+  EXPECT_DOUBLE_EQ(mean_attended_keys(5, 2), 1.4);   // (1+2+1+2+1)/5
+  EXPECT_DOUBLE_EQ(mean_attended_keys(3, 8), 2.0);   // chunk longer than the row
+}
+
+TEST(FlopsTest, DenseModelIsSixTimesParamsPlusAttention) {
+  config::ModelArch arch;
+  config::TextConfig& t = arch.text_config;
+  t.vocab_size = 10;
+  t.hidden_size = 8;
+  t.num_hidden_layers = 1;
+  t.num_attention_heads = 2;
+  t.num_key_value_heads = 2;
+  t.head_dim = 4;
+  t.intermediate_size_mlp = 16;
+  t.interleave_moe_layer_step = 0;  // no MoE layers
+  t.no_rope_layer_interval = 1;      // the one layer is NoPE: full causal attention
+  t.resolve();
+  // Matmul params: q,k,v,o 4*8*8, mlp 3*8*16, lm_head 10*8, norms 3*8 (counted).
+  const double params = 4 * 64 + 3 * 128 + 80 + 24;
+  const double attention = 4.0 * 8 * mean_attended_keys(6, 0);
+  EXPECT_DOUBLE_EQ(training_flops_per_token(arch, 6), 6 * params + 3 * attention);
+}
+
+}  // namespace
+}  // namespace l4::train
