@@ -10,24 +10,44 @@ at::Tensor run_experts(const at::Tensor& rows_sorted_by_expert, const std::vecto
                        const at::Tensor& gate_up_proj, const at::Tensor& down_proj) {
   L4_ASSERT(static_cast<int64_t>(rows_per_expert.size()) == gate_up_proj.size(0),
             "{} row counts for {} experts", rows_per_expert.size(), gate_up_proj.size(0));
-  const int64_t width = gate_up_proj.size(2) / 2;
+  int64_t total = 0;
+  for (int64_t n : rows_per_expert) total += n;
+  L4_ASSERT(total == rows_sorted_by_expert.size(0), "row counts sum to {}, not {}", total,
+            rows_sorted_by_expert.size(0));
+  // split/unbind rather than narrow/select per expert: their backward is one cat/stack instead of a
+  // zero-filled full-size gradient per expert.
+  const std::vector<at::Tensor> rows = rows_sorted_by_expert.split_with_sizes(rows_per_expert, 0);
+  const std::vector<at::Tensor> gate_up_weights = gate_up_proj.unbind(0);
+  const std::vector<at::Tensor> down_weights = down_proj.unbind(0);
   std::vector<at::Tensor> outputs;
   outputs.reserve(rows_per_expert.size());
-  int64_t start = 0;
   for (size_t e = 0; e < rows_per_expert.size(); ++e) {
-    const int64_t count = rows_per_expert[e];
-    if (count == 0) continue;
-    const at::Tensor rows = rows_sorted_by_expert.narrow(0, start, count);
-    const at::Tensor gate_up = rows.matmul(gate_up_proj[e]);  // [count, 2F]: gate columns, then up
-    const at::Tensor hidden = gate_up.narrow(1, width, width) * at::silu(gate_up.narrow(1, 0, width));
-    outputs.push_back(hidden.matmul(down_proj[e]));
-    start += count;
+    if (rows_per_expert[e] == 0) continue;
+    const auto gate_up = rows[e].matmul(gate_up_weights[e]).chunk(2, -1);  // gate columns, then up
+    outputs.push_back((gate_up[1] * at::silu(gate_up[0])).matmul(down_weights[e]));
   }
-  L4_ASSERT(start == rows_sorted_by_expert.size(0), "row counts sum to {}, not {}", start,
-            rows_sorted_by_expert.size(0));
   if (outputs.empty()) return rows_sorted_by_expert.new_zeros({0, down_proj.size(2)});
   return outputs.size() == 1 ? outputs[0] : torch::cat(outputs, 0);
 }
+
+namespace {
+
+// x.index_select(0, perm) for a permutation, with the backward as the inverse gather (index_select's own
+// backward is an index_add, slow on the CPU).
+class PermuteRows : public torch::autograd::Function<PermuteRows> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& perm,
+                            const at::Tensor& inverse) {
+    ctx->saved_data["inverse"] = inverse;
+    return x.index_select(0, perm);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {grads[0].index_select(0, ctx->saved_data["inverse"].toTensor()), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 ExpertsImpl::ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermediate,
                          const at::TensorOptions& options) {
@@ -54,17 +74,23 @@ at::Tensor MoeImpl::forward(const at::Tensor& x) {
   // Sigmoid in float32 as HF does, then back to the model dtype that scales the input.
   const at::Tensor gates = torch::sigmoid(top_logits.to(torch::kFloat)).to(flat.scalar_type());
 
-  // Pair p = token * k + slot. Sort the pairs by expert (stable: tokens stay in order within an expert).
+  // Pair p = token * k + slot, rows scaled by their gate (HF scales the input, in the model dtype).
+  const int64_t n = flat.size(0);
+  const at::Tensor pair_rows =
+      top_k_ == 1 ? flat * gates : (flat.unsqueeze(1) * gates.unsqueeze(2)).reshape({-1, d});
+  // Sort the pairs by expert (stable: tokens stay in order within an expert).
   const at::Tensor pair_expert = top_experts.reshape({-1});
   const at::Tensor order = pair_expert.argsort(/*stable=*/true);
-  const at::Tensor pair_token = order.div(top_k_, "floor");
+  const at::Tensor inverse = torch::empty_like(order).scatter_(0, order, torch::arange(n * top_k_, order.options()));
   const at::Tensor counts = torch::bincount(pair_expert, {}, num_experts_);
   const at::Tensor counts_cpu = counts.to(torch::kCPU);
   const std::vector<int64_t> rows_per_expert(counts_cpu.data_ptr<int64_t>(),
                                              counts_cpu.data_ptr<int64_t>() + num_experts_);
-  const at::Tensor rows = flat.index_select(0, pair_token) * gates.reshape({-1, 1}).index_select(0, order);
+  const at::Tensor rows = PermuteRows::apply(pair_rows, order, inverse);
   const at::Tensor routed = run_experts(rows, rows_per_expert, experts->gate_up_proj, experts->down_proj);
-  const at::Tensor out = shared_expert->forward(flat).index_add(0, pair_token, routed);
+  at::Tensor routed_pairs = PermuteRows::apply(routed, inverse, order);
+  if (top_k_ > 1) routed_pairs = routed_pairs.view({n, top_k_, d}).sum(1);
+  const at::Tensor out = shared_expert->forward(flat) + routed_pairs;
 
   last_expert_counts = counts.detach();
   last_router_loss = at::Tensor();

@@ -33,17 +33,16 @@ at::Tensor rope_inv_freq(const config::TextConfig& config) {
 RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& position_ids) {
   const at::Tensor angles =
       position_ids.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(position_ids.device()).view({1, 1, -1});
-  return {angles.cos(), angles.sin()};
+  const at::Tensor cos = angles.cos(), sin = angles.sin();
+  return {torch::stack({cos, cos}, -1).flatten(2).unsqueeze(2),
+          torch::stack({-sin, sin}, -1).flatten(2).unsqueeze(2)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables) {
   const auto sizes = x.sizes();
-  const at::Tensor pairs = x.to(torch::kFloat).reshape({sizes[0], sizes[1], sizes[2], sizes[3] / 2, 2});
-  const at::Tensor re = pairs.select(-1, 0);
-  const at::Tensor im = pairs.select(-1, 1);
-  const at::Tensor cos = tables.cos.unsqueeze(2);  // [B, T, 1, D/2], broadcast over heads
-  const at::Tensor sin = tables.sin.unsqueeze(2);
-  return torch::stack({re * cos - im * sin, re * sin + im * cos}, -1).flatten(3).to(x.scalar_type());
+  const at::Tensor xf = x.to(torch::kFloat);
+  const at::Tensor swapped = xf.view({sizes[0], sizes[1], sizes[2], sizes[3] / 2, 2}).flip(-1).view(sizes);
+  return (xf * tables.cos + swapped * tables.sin).to(x.scalar_type());
 }
 
 }  // namespace l4::model

@@ -12,7 +12,9 @@ namespace l4::model {
 // Inverse frequencies theta_j, float32 [head_dim / 2] on the CPU, computed as HF computes them.
 at::Tensor rope_inv_freq(const config::TextConfig& config);
 
-// cos/sin of position * theta, float32 [B, T, head_dim / 2].
+// Per-dimension factors for positions [B, T], float32 [B, T, 1, head_dim] (broadcast over heads):
+// cos(p theta_j) at dims 2j and 2j+1; sin as -sin(p theta_j) at 2j and +sin(p theta_j) at 2j+1. Then
+// rope(x) = x * cos + swap_pairs(x) * sin, i.e. (a + ib) e^{i p theta_j} without select/stack copies.
 struct RopeTables {
   at::Tensor cos;
   at::Tensor sin;
