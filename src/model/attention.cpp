@@ -1,0 +1,148 @@
+#include "model/attention.h"
+
+#include "core/error.h"
+
+namespace l4::model {
+
+at::Tensor document_offsets(const at::Tensor& doc_ids) {
+  const int64_t seq_len = doc_ids.size(1);
+  const at::Tensor index = torch::arange(seq_len, doc_ids.options().dtype(torch::kLong)).expand_as(doc_ids);
+  at::Tensor starts_here = torch::ones_like(doc_ids, torch::kBool);
+  if (seq_len > 1) {
+    starts_here.narrow(1, 1, seq_len - 1)
+        .copy_(doc_ids.narrow(1, 1, seq_len - 1) != doc_ids.narrow(1, 0, seq_len - 1));
+  }
+  // Index of the latest document start at or before each token.
+  const at::Tensor start = std::get<0>(torch::where(starts_here, index, torch::zeros_like(index)).cummax(1));
+  return index - start;
+}
+
+AttentionContext::AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq, int64_t batch,
+                                   int64_t seq_len, const at::Device& device,
+                                   const std::optional<at::Tensor>& position_ids,
+                                   const std::optional<at::Tensor>& doc_ids)
+    : batch_(batch), seq_len_(seq_len) {
+  if (config.attention_chunk_size && *config.attention_chunk_size > 0) chunk_size_ = *config.attention_chunk_size;
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
+  if (doc_ids && doc_ids->defined()) {
+    L4_CHECK(doc_ids->dim() == 2 && doc_ids->size(0) == batch && doc_ids->size(1) == seq_len,
+             "doc_ids must have shape [{}, {}], got {}", batch, seq_len,
+             c10::str(doc_ids->sizes()));
+    doc_ids_ = doc_ids->to(long_options);
+    offsets_ = document_offsets(doc_ids_);
+  } else {
+    offsets_ = torch::arange(seq_len, long_options).unsqueeze(0).expand({batch, seq_len});
+  }
+  at::Tensor positions = offsets_;
+  if (position_ids && position_ids->defined()) {
+    L4_CHECK(position_ids->dim() == 2 && position_ids->size(1) == seq_len &&
+                 (position_ids->size(0) == batch || position_ids->size(0) == 1),
+             "position_ids must have shape [{}, {}], got {}", batch, seq_len,
+             c10::str(position_ids->sizes()));
+    positions = position_ids->to(long_options).expand({batch, seq_len});
+  }
+  rope_ = rope_tables(inv_freq, positions);
+  if (config.attn_temperature_tuning) {
+    temperature_ = (torch::log1p(torch::floor((offsets_.to(torch::kFloat) + 1.0) / double(config.floor_scale))) *
+                        config.attn_scale +
+                    1.0)
+                       .view({batch, seq_len, 1, 1});
+  }
+}
+
+const at::Tensor& AttentionContext::global_mask() {
+  if (!global_mask_.defined()) {
+    L4_ASSERT(packed(), "masks are only built for packed sequences");
+    const at::Tensor causal =
+        torch::ones({seq_len_, seq_len_}, doc_ids_.options().dtype(torch::kBool)).tril();
+    global_mask_ = (doc_ids_.unsqueeze(2) == doc_ids_.unsqueeze(1)).logical_and_(causal).unsqueeze(1);
+  }
+  return global_mask_;
+}
+
+const at::Tensor& AttentionContext::chunked_mask() {
+  if (!chunked_mask_.defined()) {
+    if (!chunk_size_) return global_mask();
+    const at::Tensor chunk = offsets_.div(*chunk_size_, "floor");
+    chunked_mask_ = global_mask().logical_and((chunk.unsqueeze(2) == chunk.unsqueeze(1)).unsqueeze(1));
+  }
+  return chunked_mask_;
+}
+
+namespace {
+
+// [B, T, H, D] -> [B, H, T, D] attention -> [B, T, H * D].
+at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                const std::optional<at::Tensor>& mask, double scale) {
+  const bool gqa = q.size(2) != k.size(2);
+  const at::Tensor out =
+      at::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask,
+                                       /*dropout_p=*/0.0, /*is_causal=*/!mask.has_value(), scale, gqa);
+  return out.transpose(1, 2).flatten(2);
+}
+
+}  // namespace
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionContext& context, bool chunked, double scale) {
+  if (context.packed()) {
+    return sdpa(q, k, v, chunked ? context.chunked_mask() : context.global_mask(), scale);
+  }
+  const int64_t seq_len = q.size(1);
+  if (!chunked || !context.chunk_size() || seq_len <= *context.chunk_size()) {
+    return sdpa(q, k, v, std::nullopt, scale);
+  }
+  // Fixed chunks [0, C), [C, 2C), ...: fold the chunks into the batch so each is an independent causal
+  // sequence. A ragged tail is zero-padded; padded keys come after every real query, so causality hides them.
+  const int64_t chunk = *context.chunk_size();
+  const int64_t chunks = (seq_len + chunk - 1) / chunk;
+  const int64_t pad = chunks * chunk - seq_len;
+  auto fold = [&](const at::Tensor& x) {
+    const at::Tensor padded = pad ? at::constant_pad_nd(x, {0, 0, 0, 0, 0, pad}) : x;
+    return padded.reshape({x.size(0) * chunks, chunk, x.size(2), x.size(3)});
+  };
+  const at::Tensor out = sdpa(fold(q), fold(k), fold(v), std::nullopt, scale);
+  const at::Tensor unfolded = out.reshape({q.size(0), chunks * chunk, out.size(2)});
+  return pad ? unfolded.narrow(1, 0, seq_len) : unfolded;
+}
+
+AttentionImpl::AttentionImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options)
+    : use_rope(config.is_rope_layer(layer)),
+      use_qk_norm(config.use_qk_norm && use_rope),
+      temperature_tuning(config.attn_temperature_tuning && !use_rope),
+      heads_(config.num_attention_heads),
+      kv_heads_(config.num_key_value_heads),
+      head_dim_(config.resolved_head_dim()),
+      eps_(config.rms_norm_eps) {
+  L4_CHECK(kv_heads_ > 0 && heads_ % kv_heads_ == 0,
+           "model config: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", heads_,
+           kv_heads_);
+  L4_CHECK(!config.attention_bias, "model config: attention_bias=true is not supported (Llama 4 has none)");
+  const int64_t d = config.hidden_size;
+  q_proj = register_module("q_proj", Linear(d, heads_ * head_dim_, options));
+  k_proj = register_module("k_proj", Linear(d, kv_heads_ * head_dim_, options));
+  v_proj = register_module("v_proj", Linear(d, kv_heads_ * head_dim_, options));
+  o_proj = register_module("o_proj", Linear(heads_ * head_dim_, d, options));
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, AttentionContext& context) const {
+  const int64_t b = x.size(0), t = x.size(1);
+  at::Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_});
+  at::Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_});
+  const at::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});
+  if (use_rope) {
+    q = apply_rope(q, context.rope());
+    k = apply_rope(k, context.rope());
+  }
+  if (use_qk_norm) {
+    q = rms_norm(q, eps_);
+    k = rms_norm(k, eps_);
+  }
+  if (temperature_tuning && context.temperature().defined()) {
+    q = (q * context.temperature()).to(q.scalar_type());
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  return o_proj->forward(causal_attention(q, k, v, context, /*chunked=*/use_rope, scale));
+}
+
+}  // namespace l4::model

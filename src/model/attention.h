@@ -1,0 +1,73 @@
+// Grouped-query attention with iRoPE. RoPE layers: RoPE, optional weightless QK RMS-norm, causal attention
+// inside fixed chunks of attention_chunk_size tokens. NoPE layers: no RoPE, global causal attention, and
+// (attn_temperature_tuning) q scaled by 1 + attn_scale * log(1 + floor((p + 1) / floor_scale)).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <optional>
+
+#include "config/model_arch.h"
+#include "model/layers.h"
+#include "model/rope.h"
+
+namespace l4::model {
+
+// Everything about positions and documents that all layers of one forward pass share.
+//   position_ids: RoPE positions [B, T] (default: the offset within the document).
+//   offsets: the token's index within its document [B, T] (HF's cache position of a document run alone);
+//            chunk membership and the temperature tuning use it.
+//   doc_ids: [B, T] (undefined without packing); tokens attend only within the same id.
+class AttentionContext {
+ public:
+  AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq, int64_t batch,
+                   int64_t seq_len, const at::Device& device, const std::optional<at::Tensor>& position_ids,
+                   const std::optional<at::Tensor>& doc_ids);
+
+  int64_t batch() const { return batch_; }
+  int64_t seq_len() const { return seq_len_; }
+  bool packed() const { return doc_ids_.defined(); }
+  std::optional<int64_t> chunk_size() const { return chunk_size_; }
+  const RopeTables& rope() const { return rope_; }
+  // q scale of NoPE layers, float32 [B, T, 1, 1]; undefined when tuning is off.
+  const at::Tensor& temperature() const { return temperature_; }
+  const at::Tensor& offsets() const { return offsets_; }
+  // Boolean masks [B, 1, T, T] (true = may attend), built on first use; only needed with packing.
+  const at::Tensor& global_mask();
+  const at::Tensor& chunked_mask();
+
+ private:
+  int64_t batch_, seq_len_;
+  std::optional<int64_t> chunk_size_;
+  at::Tensor doc_ids_, offsets_, temperature_;
+  RopeTables rope_;
+  at::Tensor global_mask_, chunked_mask_;
+};
+
+// Offsets of each token within its document: the index minus the index where its run of equal doc ids starts.
+at::Tensor document_offsets(const at::Tensor& doc_ids);
+
+// Attention of q [B, T, H, D] over k, v [B, T, Hkv, D]; returns [B, T, H * D]. Uses chunk blocks
+// (memory O(T * C)) and is_causal when unpacked, boolean masks from `context` when packed.
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionContext& context, bool chunked, double scale);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x, AttentionContext& context) const;
+
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  bool use_rope;
+  bool use_qk_norm;
+  bool temperature_tuning;
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+  double eps_;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace l4::model

@@ -1,0 +1,38 @@
+#include "model/layers.h"
+
+namespace l4::model {
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({out_features, in_features}, options));
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
+  weight = register_parameter("weight", torch::empty({num_embeddings, dim}, options));
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
+
+at::Tensor rms_norm(const at::Tensor& x, double eps) {
+  const at::Tensor xf = x.to(at::kFloat);
+  return (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({dim}, options));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) const { return rms_norm(x, eps) * weight; }
+
+MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const at::TensorOptions& options) {
+  gate_proj = register_module("gate_proj", Linear(hidden, intermediate, options));
+  up_proj = register_module("up_proj", Linear(hidden, intermediate, options));
+  down_proj = register_module("down_proj", Linear(intermediate, hidden, options));
+}
+
+at::Tensor MlpImpl::forward(const at::Tensor& x) const {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+}  // namespace l4::model
