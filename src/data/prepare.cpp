@@ -35,32 +35,41 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-// Calls fn(record, first_line) for every record of the file.
+// Calls fn(record, first_line) for every record of the file. Text documents end at a blank line, or at
+// the first line end once they hold text_doc_bytes (corpora with one paragraph per line).
 template <class Fn>
-void for_each_record(const std::string& path, const std::string& format, Fn&& fn) {
+void for_each_record(const std::string& path, const PrepareOptions& opt, Fn&& fn) {
   std::ifstream in(path, std::ios::binary);
   L4_CHECK(in.good(), "{}: cannot read input file", path);
-  std::string line, paragraph;
-  int64_t line_no = 0, paragraph_line = 0;
+  const bool text = opt.format == "text";
+  std::string line, block;
+  int64_t line_no = 0, block_line = 0;
+  const auto flush = [&] {
+    if (!block.empty()) fn(std::string_view(block), block_line);
+    block.clear();
+  };
   while (std::getline(in, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const bool blank = line.find_first_not_of(" \t") == std::string::npos;
-    if (format == "text") {
-      if (blank) {
-        if (!paragraph.empty()) fn(std::string_view(paragraph), paragraph_line);
-        paragraph.clear();
-      } else {
-        if (paragraph.empty()) paragraph_line = line_no;
-        else paragraph += '\n';
-        paragraph += line;
-      }
-    } else if (!blank) {
-      fn(std::string_view(line), line_no);
+    if (!text) {
+      if (!blank) fn(std::string_view(line), line_no);
+      continue;
     }
+    if (blank) {
+      flush();
+      continue;
+    }
+    if (block.empty()) {
+      block_line = line_no;
+    } else {
+      block += '\n';
+    }
+    block += line;
+    if (block.size() >= opt.text_doc_bytes) flush();
   }
   L4_CHECK(!in.bad(), "{}: read error", path);
-  if (format == "text" && !paragraph.empty()) fn(std::string_view(paragraph), paragraph_line);
+  flush();
 }
 
 nlohmann::json parse_json_record(std::string_view record) {
@@ -170,7 +179,7 @@ FileResult process_file(size_t index, const PrepareOptions& opt, const DocumentE
   const fs::path base_dir = fs::path(path).parent_path();
   int64_t records = 0, skipped = 0, bytes = 0, tokens = 0;
   nlohmann::json examples = nlohmann::json::array();
-  for_each_record(path, opt.format, [&](std::string_view record, int64_t line) {
+  for_each_record(path, opt, [&](std::string_view record, int64_t line) {
     ++records;
     bytes += static_cast<int64_t>(record.size()) + 1;
     const std::string where = fmt::format("{}:{}", path, line);

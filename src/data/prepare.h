@@ -1,6 +1,7 @@
 // `llama4 prepare`: raw text / JSONL / chat JSONL (+ images) -> dataset directories (dataset_format.h).
 //
-// Records: text files are split into documents at blank lines (paragraphs); JSONL has one
+// Records: text files are split into documents at blank lines, and at the first line end after
+// text_doc_bytes (so a corpus with one paragraph per line gives documents of a few KB); JSONL has one
 // {"text": ...} per line; chat JSONL has one {"messages": [{"role", "content"}]} per line, content a
 // string or a list of {"type": "text", "text"} / {"type": "image", "path"} parts, image paths
 // relative to the JSONL file. Every record goes to the eval split when a hash of its bytes falls
@@ -76,6 +77,7 @@ struct PrepareOptions {
   double eval_fraction = 0.0;
   bool skip_bad_records = false;
   uint64_t shard_bytes = 256ull << 20;
+  uint64_t text_doc_bytes = 2048;  // format text: a document ends at the first line end after this many bytes
   double progress_every_s = 5.0;
 };
 

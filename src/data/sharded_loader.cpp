@@ -28,10 +28,6 @@ LoaderState LoaderState::from_json(const nlohmann::json& j) {
   return s;
 }
 
-at::Tensor normalize_tiles(const at::Tensor& tiles_u8) {
-  return (tiles_u8.to(torch::kFloat32) / 255.0f - 0.5f) / 0.5f;
-}
-
 namespace {
 
 struct RowRef {

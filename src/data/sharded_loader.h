@@ -64,7 +64,7 @@ struct Batch {
   at::Tensor labels;        // [B, T] int64: next token, kIgnoreIndex where masked, at document ends, padding
   at::Tensor position_ids;  // [B, T] int64: restart at 0 with every piece
   at::Tensor doc_ids;       // [B, T] int64: global document index, -1 on padding; attend only within equal ids
-  at::Tensor pixel_tiles;   // [Ntiles, 3, 336, 336] uint8 RGB (see normalize_tiles)
+  at::Tensor pixel_tiles;   // [Ntiles, 3, 336, 336] uint8 RGB; vision::normalize_tiles gives pixel_values
   at::Tensor patch_positions;  // [P, 2] int64 (row, col) of the <|patch|> tokens, in tile order
   std::vector<ImageSlot> images;
   std::vector<Segment> segments;
@@ -78,9 +78,6 @@ struct StepBatch {
   LoaderState state_after;         // position after this step
   bool end_of_data = false;        // repeat=false and the pass is over: `micro` is empty
 };
-
-// Tiles as float, (x/255 - 0.5)/0.5 per channel: the Llama 4 image processor normalisation.
-at::Tensor normalize_tiles(const at::Tensor& tiles_u8);
 
 class ShardedLoader {
  public:

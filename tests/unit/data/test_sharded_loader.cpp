@@ -293,14 +293,6 @@ TEST(ShardedLoader, CorruptTokenSurfacesFromThePrefetchThread) {
   }
 }
 
-TEST(ShardedLoader, NormalizeTilesMatchesLlama4Processor) {
-  const auto u8 = torch::tensor({0, 255, 51}, torch::kUInt8);
-  const auto f = normalize_tiles(u8);
-  EXPECT_NEAR(f[0].item<float>(), -1.0f, 1e-6);
-  EXPECT_NEAR(f[1].item<float>(), 1.0f, 1e-6);
-  EXPECT_NEAR(f[2].item<float>(), (51 / 255.0f - 0.5f) / 0.5f, 1e-6);
-}
-
 // Not a test of speed (no assertion): prints the loader throughput for the record.
 TEST(ShardedLoader, ThroughputReport) {
   SyntheticSpec spec;
