@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "config/recipe.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "data/dataset_reader.h"
@@ -258,16 +259,38 @@ ShardedLoader::ShardedLoader(LoaderOptions options) : impl_(std::make_unique<Imp
            options.global_batch, options.micro_batch, options.world_size);
   L4_CHECK(options.seq_len >= 2, "data.seq_len must be at least 2, got {}", options.seq_len);
   L4_CHECK(options.prefetch >= 0, "data.prefetch must be >= 0, got {}", options.prefetch);
-  if (!is_directory(options.path) && !options.missing_hint.empty()) {
-    L4_FAIL("{}: prepared dataset not found; {}", options.path, options.missing_hint);
+  if (!file_exists(options.path + "/meta.json") && !options.missing_hint.empty()) {
+    L4_FAIL("{}: prepared dataset not found (no meta.json); {}", options.path, options.missing_hint);
   }
   s.options = std::move(options);
   s.reader = std::make_unique<DatasetReader>(s.options.path);
   s.index = DocIndex::from_reader(*s.reader);
   s.packing = {s.options.seq_len, s.options.pack, s.options.shuffle, s.options.seed};
+  const std::string& sha = s.reader->tokenizer().sha256;
+  L4_CHECK(s.options.expected_tokenizer_sha256.empty() || sha == s.options.expected_tokenizer_sha256,
+           "{}: prepared with a different tokenizer (sha256 {}, the recipe's is {}); re-run llama4 prepare",
+           s.options.path, sha, s.options.expected_tokenizer_sha256);
   s.pad_id = s.reader->tokenizer().pad_id;
   s.patch_id = s.reader->tokenizer().patch_id;
   s.start();
+}
+
+LoaderOptions loader_options_from_recipe(const config::Recipe& recipe, bool eval, int rank, int world_size) {
+  LoaderOptions o;
+  o.path = eval ? recipe.data.eval : recipe.data.train;
+  L4_CHECK(!o.path.empty(), "{}: data.{} is not set", recipe.source, eval ? "eval" : "train");
+  o.seq_len = recipe.data.seq_len;
+  o.pack = recipe.data.pack;
+  o.shuffle = eval ? false : recipe.data.shuffle;
+  o.repeat = !eval;
+  o.seed = static_cast<uint64_t>(recipe.train.seed);
+  o.global_batch = recipe.train.global_batch;
+  o.micro_batch = recipe.train.micro_batch;
+  o.rank = rank;
+  o.world_size = world_size;
+  o.prefetch = recipe.data.prefetch;
+  o.missing_hint = fmt::format("run: llama4 prepare --config {}", recipe.source);
+  return o;
 }
 
 ShardedLoader::~ShardedLoader() { impl_->halt(); }

@@ -18,6 +18,10 @@
 
 #include "data/packing.h"
 
+namespace l4::config {
+struct Recipe;
+}
+
 namespace l4::data {
 
 inline constexpr int64_t kIgnoreIndex = -100;
@@ -35,7 +39,12 @@ struct LoaderOptions {
   int64_t prefetch = 2;  // steps kept ready by the background thread (0: none)
   bool repeat = true;    // false: one pass over epoch 0 (evaluation), last batch may be short
   std::string missing_hint;  // appended to the error when the dataset is missing ("run llama4 prepare ...")
+  std::string expected_tokenizer_sha256;  // non-empty: the dataset must have been prepared with this tokenizer
 };
+
+// Options for the recipe's training split (eval = false) or its evaluation pass (eval = true: data.eval,
+// in order, one pass). The error for a missing dataset names the `llama4 prepare --config` to run.
+LoaderOptions loader_options_from_recipe(const l4::config::Recipe& recipe, bool eval, int rank, int world_size);
 
 struct LoaderState {
   int64_t epoch = 0;

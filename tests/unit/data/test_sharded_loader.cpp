@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 
+#include "config/recipe.h"
 #include "core/error.h"
 #include "data/dataset_reader.h"
 #include "data/sharded_loader.h"
@@ -262,6 +263,32 @@ TEST(ShardedLoader, MissingDatasetNamesThePrepareCommand) {
   } catch (const l4::Error& e) {
     EXPECT_NE(std::string(e.what()).find("llama4 prepare --config r.yaml"), std::string::npos) << e.what();
   }
+}
+
+TEST(ShardedLoader, RecipeOptionsAndTokenizerCheck) {
+  const Fixture& f = dataset_with_images();
+  config::Recipe recipe;
+  recipe.source = "recipes/x.yaml";
+  recipe.data.train = f.dir;
+  recipe.data.eval = fresh_dir("no_eval");
+  recipe.train.global_batch = 4;
+  recipe.train.micro_batch = 2;
+  const LoaderOptions train = loader_options_from_recipe(recipe, false, 1, 2);
+  EXPECT_TRUE(train.repeat && train.shuffle);
+  EXPECT_EQ(train.rank, 1);
+  const LoaderOptions eval = loader_options_from_recipe(recipe, true, 0, 1);
+  EXPECT_FALSE(eval.repeat || eval.shuffle);
+  try {
+    ShardedLoader loader(eval);
+    FAIL() << "no error";
+  } catch (const l4::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("llama4 prepare --config recipes/x.yaml"), std::string::npos) << e.what();
+  }
+  LoaderOptions wrong = train;
+  wrong.expected_tokenizer_sha256 = "abc";
+  EXPECT_THROW(ShardedLoader{wrong}, l4::Error);
+  wrong.expected_tokenizer_sha256 = testing::synthetic_tokenizer().sha256;
+  EXPECT_NO_THROW(ShardedLoader{wrong});
 }
 
 TEST(ShardedLoader, BadBatchGeometryIsRejected) {
