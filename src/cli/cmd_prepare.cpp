@@ -1,15 +1,228 @@
-// llama4 prepare: JSONL/text (+images) -> HDF5 dataset shards
+// llama4 prepare: JSONL/text (+images) -> HDF5 dataset shards (data/prepare.h does the work; this file
+// adapts the tokenizer, the vision tiling and MPI to it).
+#include <mpi.h>
+
+#include <cstdio>
+#include <memory>
+
 #include "cli/commands.h"
+#include "config/recipe.h"
+#include "core/error.h"
+#include "core/launch_env.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "data/prepare.h"
+#include "tokenizer/tokenizer.h"
 
 namespace l4::cli {
+namespace {
+
+// Processes started by mpirun/srun split the input files; MPI is initialised here only if nobody did.
+class MpiPrepareComm : public data::PrepareComm {
+ public:
+  MpiPrepareComm() {
+    if (detect_launch_env().world_size <= 1) return;
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      L4_CHECK(MPI_Init(nullptr, nullptr) == MPI_SUCCESS, "prepare: MPI_Init failed");
+      owns_ = true;
+    }
+    active_ = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  ~MpiPrepareComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owns_ && !finalized) MPI_Finalize();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void barrier() override {
+    if (active_) MPI_Barrier(MPI_COMM_WORLD);
+  }
+  bool all_true(bool ok) override {
+    if (!active_) return ok;
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
+    return all != 0;
+  }
+
+ private:
+  bool active_ = false, owns_ = false;
+  int rank_ = 0, size_ = 1;
+};
+
+// Image file -> tiles and tokens. The vision tiling (src/vision) is not part of this build yet.
+data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer&, const config::VisionConfig&) {
+  return [](const std::string& path) -> data::EncodedImage {
+    L4_FAIL("image '{}': images are not supported yet (the vision tiling is not built in)", path);
+  };
+}
+
+// Tokenizer (+ image encoder) -> documents. Pretraining text: <|begin_of_text|> text <|end_of_text|>,
+// all tokens targets. Chat: the Llama 4 chat template with <|image|> where each image part is, then
+// every <|image|> expanded into the image's tile tokens; targets = assistant content and its <|eot|>.
+class TokenizerEncoder : public data::DocumentEncoder {
+ public:
+  TokenizerEncoder(std::unique_ptr<tokenizer::Tokenizer> tok, const config::VisionConfig& vision)
+      : tok_(std::move(tok)), images_(make_image_encoder(*tok_, vision)) {
+    const auto special = [&](const char* name) -> int32_t {
+      const auto id = tok_->special_id(name);
+      return id ? *id : -1;
+    };
+    image_placeholder_ = special("<|image|>");
+    info_.sha256 = tok_->sha256();
+    info_.vocab_size = tok_->vocab_size();
+    info_.pad_id = tok_->pad_id() >= 0 ? tok_->pad_id() : tok_->eos_id();
+    info_.patch_id = special("<|patch|>");
+  }
+
+  data::TokenizerInfo tokenizer_info() const override { return info_; }
+
+  data::Document encode_text(std::string_view text) const override {
+    data::Document doc;
+    std::vector<int32_t> ids = tok_->encode(text, /*add_bos=*/true, /*parse_special=*/false);
+    L4_CHECK(tok_->eos_id() >= 0, "{}: the tokenizer has no <|end_of_text|>", tok_->path());
+    ids.push_back(tok_->eos_id());
+    doc.tokens.assign(ids.begin(), ids.end());
+    doc.loss_mask.assign(ids.size(), 1);
+    return doc;
+  }
+
+  data::Document encode_chat(const std::vector<data::ChatTurn>& turns) const override {
+    std::vector<tokenizer::ChatMessage> messages;
+    std::vector<std::string> images;
+    for (const data::ChatTurn& turn : turns) {
+      tokenizer::ChatMessage m;
+      m.role = turn.role;
+      for (const data::ChatPart& part : turn.parts) {
+        if (part.is_image) {
+          m.content += "<|image|>";
+          images.push_back(part.image_path);
+        } else {
+          L4_CHECK(part.text.find("<|image|>") == std::string::npos,
+                   "message text contains '<|image|>'; use an image part instead");
+          m.content += part.text;
+        }
+      }
+      messages.push_back(std::move(m));
+    }
+    L4_CHECK(images.empty() || image_placeholder_ >= 0, "{}: the tokenizer has no <|image|> token", tok_->path());
+    const tokenizer::EncodedChat chat = tokenizer::encode_chat(*tok_, messages, false);
+    std::vector<data::EncodedImage> encoded;
+    for (const std::string& path : images) encoded.push_back(images_(path));
+    return data::expand_image_placeholders(chat.ids, chat.assistant_mask, image_placeholder_, std::move(encoded));
+  }
+
+ private:
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  data::ImageEncoder images_;
+  int32_t image_placeholder_ = -1;
+  data::TokenizerInfo info_;
+};
+
+// Llama 4's vision defaults (336-pixel tiles of 14-pixel patches, pixel shuffle 0.5) when no model is given.
+config::VisionConfig default_vision() {
+  config::VisionConfig v;
+  v.image_size = data::kTileSize;
+  v.patch_size = 14;
+  v.pixel_shuffle_ratio = 0.5;
+  return v;
+}
+
+std::string format_for(const ParsedArgs& args, const std::vector<std::string>& inputs) {
+  if (args.has("format")) return args.get("format");
+  for (const std::string& in : inputs) {
+    L4_CHECK(!ends_with(in, ".jsonl"), "llama4 prepare: {} is JSONL: give --format jsonl or --format chat", in);
+  }
+  return "text";
+}
+
+int run_prepare(const ParsedArgs& args) {
+  data::PrepareOptions opt;
+  std::string tokenizer_path;
+  config::VisionConfig vision = default_vision();
+  if (args.has("config")) {
+    L4_CHECK(!args.has("input") && !args.has("output"),
+             "llama4 prepare: give either --config or --input/--output, not both");
+    const config::Recipe recipe = config::load_recipe(args.get("config"), args.positionals());
+    const config::DataSection& d = recipe.data;
+    L4_CHECK(!d.sources.empty(), "{}: data.sources is empty: nothing to prepare", recipe.source);
+    L4_CHECK(!d.train.empty(), "{}: data.train (the dataset directory to write) is not set", recipe.source);
+    L4_CHECK(!recipe.tokenizer.path.empty(), "{}: tokenizer.path is not set", recipe.source);
+    opt.inputs = d.sources;
+    opt.format = d.format;
+    opt.train_dir = d.train;
+    opt.eval_dir = d.eval;
+    opt.eval_fraction = d.eval.empty() ? 0.0 : d.eval_fraction;
+    opt.skip_bad_records = d.skip_bad_records;
+    tokenizer_path = recipe.tokenizer.path;
+    if (recipe.arch.vision_config) vision = *recipe.arch.vision_config;
+  } else {
+    L4_CHECK(args.positionals().empty(), "llama4 prepare: key=value overrides need --config");
+    opt.inputs = args.all("input");
+    L4_CHECK(!opt.inputs.empty(), "llama4 prepare: give --config RECIPE.yaml or --input FILE... (see --help)");
+    opt.train_dir = args.require("output", "prepare");
+    tokenizer_path = args.require("tokenizer", "prepare");
+    opt.format = format_for(args, opt.inputs);
+    opt.eval_dir = args.get("eval-output");
+    opt.eval_fraction = args.get_double("eval-fraction", opt.eval_dir.empty() ? 0.0 : 0.05);
+    L4_CHECK(!args.has("eval-fraction") || !opt.eval_dir.empty(), "llama4 prepare: --eval-fraction needs --eval-output");
+    opt.skip_bad_records = args.has("skip-bad-records");
+  }
+  if (args.has("shard-mb")) {
+    const double mb = args.get_double("shard-mb", 256);
+    L4_CHECK(mb > 0, "--shard-mb must be > 0, got {}", mb);
+    opt.shard_bytes = static_cast<uint64_t>(mb * (1 << 20));
+  }
+  if (args.has("text-doc-bytes")) {
+    const long long n = args.get_int("text-doc-bytes", 2048);
+    L4_CHECK(n >= 1, "--text-doc-bytes must be >= 1, got {}", n);
+    opt.text_doc_bytes = static_cast<uint64_t>(n);
+  }
+
+  MpiPrepareComm comm;
+  const TokenizerEncoder encoder(tokenizer::Tokenizer::load(tokenizer_path), vision);
+  const data::PrepareReport r = data::prepare_dataset(opt, encoder, comm);
+  if (comm.rank() != 0) return 0;
+  std::string out = fmt::format(
+      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.2f} MB/s): {} tokens\n",
+      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.input_bytes / 1e6 / std::max(r.seconds, 1e-9),
+      r.tokens);
+  if (opt.eval_dir.empty()) {
+    out += fmt::format("  {} documents -> {}\n", r.train_documents, opt.train_dir);
+  } else {
+    out += fmt::format("  train: {} documents -> {}\n  eval:  {} documents -> {}\n", r.train_documents,
+                       opt.train_dir, r.eval_documents, opt.eval_dir);
+  }
+  if (r.skipped > 0) {
+    out += fmt::format("  skipped {} bad record(s) (data.skip_bad_records), e.g.:\n", r.skipped);
+    for (const std::string& e : r.skipped_examples) out += "    " + e + "\n";
+  }
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
 
 Command make_prepare_command() {
   return {{"prepare",
            "JSONL/text (+images) -> HDF5 dataset shards",
-           "--config RECIPE.yaml | --input FILE... --output DIR --tokenizer T [--format text|jsonl|chat]",
-           {{"config", "FILE", "recipe whose data.sources to prepare"}, {"input", "FILE...", "input files", true}, {"output", "DIR", "dataset directory"}, {"tokenizer", "T", "tokenizer.model, tokenizer.json or a directory"}, {"format", "FMT", "text, jsonl or chat"}},
+           "--config RECIPE.yaml [key=value ...] | --input FILE... --output DIR --tokenizer T [--format text|jsonl|chat]",
+           {{"config", "FILE", "recipe: prepares data.sources into data.train (and data.eval)"},
+            {"input", "FILE...", "input files", true},
+            {"output", "DIR", "dataset directory to write"},
+            {"tokenizer", "T", "tokenizer.model, tokenizer.json or a directory"},
+            {"format", "FMT", "text (default for non-JSONL), jsonl or chat"},
+            {"eval-output", "DIR", "also write an eval split here"},
+            {"eval-fraction", "F", "share of records hashed into the eval split (default 0.05)"},
+            {"skip-bad-records", "", "skip and count malformed records instead of stopping"},
+            {"shard-mb", "N", "shard size limit in MiB (default 256)"},
+            {"text-doc-bytes", "N", "format text: a document ends at the first line end after N bytes (2048)"}},
            /*accepts_overrides=*/true},
-          [](const ParsedArgs&) { return not_available("prepare"); }};
+          run_prepare};
 }
 
 }  // namespace l4::cli

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Generates the bundled domain SFT set under data/domain/ (reproducible: fixed seed, numpy only).
+
+Images (PNG, written by the small encoder below) show coloured shapes or simple bar charts; each
+conversation asks one question about its image(s) and the assistant answers with a short exact
+answer. Text-only conversations ask domain questions about shapes, colours and counts.
+
+Split: a record goes to eval.jsonl when the hash of its JSON line (FNV-1a 64 + splitmix64 finaliser,
+the same function `llama4 prepare` uses) maps below EVAL_FRACTION, so preparing both files with
+data.eval_fraction = 0.1 reproduces exactly this split.
+
+    python3 scripts/make_domain_data.py [--out data/domain]
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import zlib
+
+import numpy as np
+
+SEED = 20261127
+EVAL_FRACTION = 0.1
+SIZE = 128
+N_IMAGE_RECORDS = 700
+N_PAIR_RECORDS = 60
+N_TEXT_RECORDS = 400
+
+COLOURS = {
+    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30),
+    "purple": (140, 60, 180), "orange": (245, 140, 30), "black": (20, 20, 20), "cyan": (40, 200, 210),
+}
+SHAPES = ["circle", "square", "triangle"]
+SIDES = {"circle": 0, "square": 4, "triangle": 3}
+MIXES = {("blue", "red"): "purple", ("blue", "yellow"): "green", ("red", "yellow"): "orange"}
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+M64 = (1 << 64) - 1
+
+
+def record_hash_unit(data: bytes) -> float:
+    h = 0xCBF29CE484222325
+    for c in data:
+        h = ((h ^ c) * 0x100000001B3) & M64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & M64
+    h ^= h >> 31
+    return (h >> 11) * 2.0**-53
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """8-bit RGB PNG, filter 0 on every row."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def shape_mask(shape, cx, cy, r):
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    if shape == "square":
+        return (abs(xx - cx) <= r) & (abs(yy - cy) <= r)
+    # triangle pointing up: apex (cx, cy - r), base y = cy + r
+    inside_y = (yy >= cy - r) & (yy <= cy + r)
+    half = (yy - (cy - r)) / 2.0
+    return inside_y & (abs(xx - cx) <= half)
+
+
+def place_shapes(rng, specs):
+    """specs: list of (shape, colour). Returns image and centres; shapes never overlap."""
+    img = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    taken = np.zeros((SIZE, SIZE), bool)
+    centres = []
+    for shape, colour in specs:
+        for _ in range(200):
+            r = int(rng.integers(9, 15))
+            cx, cy = int(rng.integers(r + 2, SIZE - r - 2)), int(rng.integers(r + 2, SIZE - r - 2))
+            m = shape_mask(shape, cx, cy, r)
+            grown = shape_mask("square", cx, cy, r + 3)
+            if not (taken & grown).any():
+                break
+        else:
+            raise RuntimeError("could not place shape")
+        img[m] = COLOURS[colour]
+        taken |= grown
+        centres.append((cx, cy))
+    return img, centres
+
+
+def bar_chart(rng):
+    n = int(rng.integers(3, 6))
+    values = [int(v) for v in rng.integers(1, 10, size=n)]
+    while values.count(max(values)) > 1:
+        values[int(rng.integers(0, n))] = int(rng.integers(1, 10))
+    img = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    img[SIZE - 10, 6:SIZE - 6] = 0  # axis
+    width = (SIZE - 20) // n
+    colour = COLOURS[str(rng.choice(["blue", "green", "orange", "purple"]))]
+    for i, v in enumerate(values):
+        x0 = 12 + i * width
+        img[SIZE - 10 - v * 11:SIZE - 10, x0:x0 + width - 6] = colour
+    return img, values
+
+
+def chat(user_parts, answer):
+    return {"messages": [{"role": "user", "content": user_parts}, {"role": "assistant", "content": answer}]}
+
+
+def image_records(rng, out_dir):
+    records = []
+    for i in range(N_IMAGE_RECORDS):
+        kind = ["count", "colour", "shape", "position", "chart_max", "chart_value"][i % 6]
+        name = f"images/img_{i:04d}.png"
+        if kind.startswith("chart"):
+            img, values = bar_chart(rng)
+            labels = "ABCDE"[:len(values)]
+            if kind == "chart_max":
+                q, a = f"The bars are labelled {', '.join(labels)} from left to right. Which bar is tallest?", \
+                    labels[int(np.argmax(values))]
+            else:
+                k = int(rng.integers(0, len(values)))
+                q, a = f"The bars are labelled {', '.join(labels)} from left to right. What is the value of bar {labels[k]}?", \
+                    str(values[k])
+        elif kind == "count":
+            shape = str(rng.choice(SHAPES))
+            count = int(rng.integers(1, 7))
+            others = [str(s) for s in rng.choice([s for s in SHAPES if s != shape], size=int(rng.integers(0, 3)))]
+            specs = [(shape, str(rng.choice(list(COLOURS)))) for _ in range(count)]
+            specs += [(s, str(rng.choice(list(COLOURS)))) for s in others]
+            img, _ = place_shapes(rng, specs)
+            q, a = f"How many {shape}s are in the image?", str(count)
+        elif kind == "colour":
+            shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
+            img, _ = place_shapes(rng, [(shape, colour)])
+            q, a = f"What colour is the {shape}?", colour
+        elif kind == "shape":
+            shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
+            img, _ = place_shapes(rng, [(shape, colour)])
+            q, a = "What shape is shown in the image?", shape
+        else:  # position of one of two shapes
+            c1, c2 = [str(c) for c in rng.choice(list(COLOURS), size=2, replace=False)]
+            s = str(rng.choice(SHAPES))
+            img, centres = place_shapes(rng, [(s, c1), (s, c2)])
+            (x1, y1), (x2, y2) = centres
+            if abs(x1 - x2) >= abs(y1 - y2):
+                q, a = f"Is the {c1} {s} to the left or to the right of the {c2} {s}?", "left" if x1 < x2 else "right"
+            else:
+                q, a = f"Is the {c1} {s} above or below the {c2} {s}?", "above" if y1 < y2 else "below"
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(png_bytes(img))
+        records.append(chat([{"type": "image", "path": name}, {"type": "text", "text": q}], a))
+    for i in range(N_PAIR_RECORDS):
+        shape = str(rng.choice(SHAPES))
+        counts = [int(v) for v in rng.choice(np.arange(1, 6), size=2, replace=False)]
+        names = []
+        for j, n in enumerate(counts):
+            img, _ = place_shapes(rng, [(shape, str(rng.choice(list(COLOURS)))) for _ in range(n)])
+            names.append(f"images/pair_{i:03d}_{j}.png")
+            with open(os.path.join(out_dir, names[-1]), "wb") as f:
+                f.write(png_bytes(img))
+        q = f"Which image has more {shape}s, the first or the second?"
+        a = "first" if counts[0] > counts[1] else "second"
+        records.append(chat([{"type": "image", "path": names[0]}, {"type": "image", "path": names[1]},
+                             {"type": "text", "text": q}], a))
+    return records
+
+
+def text_records(rng):
+    records = []
+    for i in range(N_TEXT_RECORDS):
+        kind = i % 5
+        if kind == 0:
+            s = str(rng.choice(["square", "triangle"]))
+            q, a = f"How many sides does a {s} have?", str(SIDES[s])
+        elif kind == 1:
+            (c1, c2), mix = list(MIXES.items())[int(rng.integers(0, len(MIXES)))]
+            if rng.integers(0, 2):
+                c1, c2 = c2, c1
+            q, a = f"Which colour do you get by mixing {c1} and {c2} paint?", mix
+        elif kind == 2:
+            n, m = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+            s = str(rng.choice(SHAPES))
+            q, a = f"A picture has {n} {s}s and {m} more are added. How many {s}s are there now?", str(n + m)
+        elif kind == 3:
+            n = int(rng.integers(0, 11))
+            q, a = f"Write the number {n} as a word.", NUMBER_WORDS[n]
+        else:
+            values = [int(v) for v in rng.integers(1, 10, size=3)]
+            while values.count(max(values)) > 1:
+                values = [int(v) for v in rng.integers(1, 10, size=3)]
+            q = f"A bar chart shows A = {values[0]}, B = {values[1]}, C = {values[2]}. Which bar is tallest?"
+            a = "ABC"[int(np.argmax(values))]
+        msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        if i % 7 == 0:
+            msgs.insert(0, {"role": "system", "content": "Answer with one word or number."})
+        records.append({"messages": msgs})
+    return records
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "data", "domain"))
+    args = parser.parse_args()
+    out = os.path.normpath(args.out)
+    shutil.rmtree(os.path.join(out, "images"), ignore_errors=True)
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    records = image_records(rng, out) + text_records(rng)
+    order = rng.permutation(len(records))
+    splits = {"train": [], "eval": []}
+    for k in order:
+        line = json.dumps(records[k], ensure_ascii=False, separators=(", ", ": "))
+        splits["eval" if record_hash_unit(line.encode()) < EVAL_FRACTION else "train"].append(line)
+    for name, lines in splits.items():
+        with open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) for f in fs)
+    print(f"{out}: {len(splits['train'])} train, {len(splits['eval'])} eval records, {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+// Image files -> 8-bit RGB pixels. PNG (any colour type and bit depth, interlaced or not) and baseline or
+// progressive JPEG are decoded with stb_image. Conversion to RGB follows PIL's Image.convert("RGB"), which
+// is what Hugging Face processors see: grey is replicated, alpha is dropped (not composited), palettes are
+// expanded, 16-bit samples keep their high byte. EXIF orientation is not applied.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace l4::vision {
+
+struct Image {
+  int64_t height = 0;
+  int64_t width = 0;
+  std::vector<uint8_t> rgb;  // row-major, height x width x 3
+};
+
+// Largest accepted image, in pixels (PIL's decompression-bomb limit).
+constexpr int64_t kMaxImagePixels = 178956970;
+
+// Decodes an in-memory PNG or JPEG. `name` (usually the path) is used in error messages. Throws l4::Error
+// for unsupported formats, corrupt data (including PNG CRC errors), zero-size images and images of more
+// than `max_pixels` pixels.
+Image decode_image(std::string_view bytes, const std::string& name, int64_t max_pixels = kMaxImagePixels);
+
+// Reads and decodes a file; a missing or unreadable file is an l4::Error naming the path.
+Image load_image(const std::string& path);
+
+}  // namespace l4::vision
