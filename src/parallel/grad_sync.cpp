@@ -46,6 +46,7 @@ struct GradSync::State {
   std::vector<BucketRun> buckets;
   std::vector<size_t> bucket_of;  // param index -> bucket index
   size_t next_launch = 0;
+  size_t launched_in_backward = 0;
   bool armed = false;
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
 
@@ -144,6 +145,7 @@ GradSync::~GradSync() {
 }
 
 size_t GradSync::num_buckets() const { return state_->buckets.size(); }
+size_t GradSync::buckets_launched_in_backward() const { return state_->launched_in_backward; }
 
 void GradSync::prepare() {
   State& s = *state_;
@@ -154,6 +156,7 @@ void GradSync::prepare() {
     run.launched = false;
   }
   s.next_launch = 0;
+  s.launched_in_backward = 0;
   s.armed = true;
 }
 
@@ -161,6 +164,7 @@ void GradSync::sync() {
   State& s = *state_;
   L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare() before backward");
   at::NoGradGuard no_grad;
+  s.launched_in_backward = s.next_launch;
   // Whatever the hooks did not launch (all of it without overlap) goes now, in bucket order.
   for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
   for (size_t b = 0; b < s.buckets.size(); ++b) s.finish(b);

@@ -62,6 +62,9 @@ class GradSync {
   double clip_grad_norm(double max_norm);
 
   size_t num_buckets() const;
+  // Buckets the gradient hooks launched during the last synced backward (overlap mode), i.e. before
+  // sync() was called.
+  size_t buckets_launched_in_backward() const;
 
  private:
   struct State;

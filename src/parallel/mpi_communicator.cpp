@@ -193,7 +193,8 @@ at::Tensor MpiCommunicator::all_to_all_v(const at::Tensor& input, const std::vec
   for (int64_t c : recv_counts) total_recv += c;
   shape[0] = total_recv;
   at::Tensor output = in.new_empty(shape);
-  const int64_t row_elems = shape.size() > 1 ? output[0].numel() : 1;
+  int64_t row_elems = 1;
+  for (size_t d = 1; d < shape.size(); ++d) row_elems *= shape[d];
   const int64_t row_bytes = row_elems * static_cast<int64_t>(in.element_size());
   std::vector<int> scounts(size_), sdispls(size_), rcounts(size_), rdispls(size_);
   int64_t soff = 0, roff = 0;

@@ -27,7 +27,7 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
-  l4::parallel::MpiRuntime& runtime = l4::parallel::init_distributed({/*collective_timeout_s=*/120.0});
+  l4::parallel::MpiRuntime& runtime = l4::parallel::init_distributed({/*collective_timeout_s=*/60.0});
   ::testing::InitGoogleTest(&argc, argv);
   if (runtime.rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
