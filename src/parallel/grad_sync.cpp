@@ -1,0 +1,205 @@
+#include "parallel/grad_sync.h"
+
+#include <torch/csrc/autograd/function_hook.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "parallel/bucket_plan.h"
+#include "parallel/communicator.h"
+#include "parallel/process_grid.h"
+
+namespace l4::parallel {
+namespace {
+
+using torch::autograd::variable_list;
+
+class ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  explicit ReadyHook(std::function<void()> on_ready) : on_ready_(std::move(on_ready)) {}
+  variable_list operator()(const variable_list& outputs, const variable_list& inputs) override {
+    on_ready_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> on_ready_;
+};
+
+}  // namespace
+
+struct GradSync::State {
+  struct BucketRun {
+    Bucket spec;
+    Communicator* comm = nullptr;
+    size_t ready = 0;
+    bool launched = false;
+    at::Tensor flat;
+    std::unique_ptr<Work> work;
+  };
+
+  std::vector<SyncParam> params;
+  Communicator* world = nullptr;
+  Communicator* edp = nullptr;
+  Communicator* ep = nullptr;
+  GradSyncOptions options;
+  std::vector<BucketRun> buckets;
+  std::vector<size_t> bucket_of;  // param index -> bucket index
+  size_t next_launch = 0;
+  size_t launched_in_backward = 0;
+  bool armed = false;
+  std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+
+  void launch(size_t b) {
+    BucketRun& run = buckets[b];
+    std::vector<at::Tensor> pieces;
+    pieces.reserve(run.spec.items.size());
+    for (size_t i : run.spec.items) {
+      const at::Tensor& p = params[i].param;
+      const at::Tensor& g = p.grad();
+      pieces.push_back(g.defined() ? g.detach().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+    }
+    run.flat = at::cat(pieces);
+    run.work = run.comm->all_reduce_async(run.flat, ReduceOp::kSum);
+    run.launched = true;
+  }
+
+  // Launches, in bucket order, every bucket whose gradients are all there.
+  void launch_ready() {
+    while (next_launch < buckets.size() && buckets[next_launch].ready == buckets[next_launch].spec.items.size()) {
+      launch(next_launch++);
+    }
+  }
+
+  void finish(size_t b) {
+    BucketRun& run = buckets[b];
+    run.work->wait();
+    run.work.reset();
+    if (options.reduction == GradReduction::kAverage) run.flat.div_(world->size());
+    int64_t offset = 0;
+    for (size_t i : run.spec.items) {
+      at::Tensor& p = params[i].param;
+      const at::Tensor slice = run.flat.narrow(0, offset, p.numel()).view(p.sizes());
+      offset += p.numel();
+      if (p.grad().defined()) {
+        p.mutable_grad().detach().copy_(slice);
+      } else {
+        p.mutable_grad() = slice.clone();
+      }
+    }
+    run.flat = at::Tensor();
+  }
+};
+
+GradSync::GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradSyncOptions options)
+    : GradSync(std::move(params), grid.world(), grid.edp_comm(), grid.ep_comm(), options) {}
+
+GradSync::GradSync(std::vector<SyncParam> params, Communicator& world, Communicator& edp, Communicator& ep,
+                   GradSyncOptions options)
+    : state_(std::make_shared<State>()) {
+  L4_CHECK(options.bucket_mb > 0, "gradient bucket size must be positive, got {} MB", options.bucket_mb);
+  State& s = *state_;
+  s.params = std::move(params);
+  s.world = &world;
+  s.edp = &edp;
+  s.ep = &ep;
+  s.options = options;
+  std::vector<BucketItem> items;
+  for (const SyncParam& p : s.params) {
+    L4_CHECK(p.param.defined() && p.param.requires_grad(), "GradSync: parameter '{}' must be a tensor that requires grad",
+             p.name);
+    const int key = static_cast<int>(p.kind) * 1000 + static_cast<int>(p.param.scalar_type());
+    items.push_back({p.param.numel() * static_cast<int64_t>(p.param.element_size()), key});
+  }
+  const auto bucket_bytes = static_cast<int64_t>(std::max(1.0, options.bucket_mb * 1024.0 * 1024.0));
+  s.bucket_of.assign(s.params.size(), 0);
+  for (Bucket& spec : plan_buckets(items, bucket_bytes)) {
+    State::BucketRun run;
+    run.comm = s.params[spec.items.front()].kind == ParamKind::kExpert ? &edp : &world;
+    for (size_t i : spec.items) s.bucket_of[i] = s.buckets.size();
+    run.spec = std::move(spec);
+    s.buckets.push_back(std::move(run));
+  }
+  if (options.overlap) {
+    // Post hooks on the gradient accumulators fire once the parameter's .grad holds this backward's sum
+    // (the technique of PyTorch DDP's reducer). The hooks hold the state weakly: they go quiet if this
+    // object dies before the parameters do.
+    std::weak_ptr<State> weak = state_;
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      auto accumulator = torch::autograd::impl::grad_accumulator(s.params[i].param);
+      L4_CHECK(accumulator, "GradSync: parameter '{}' is not a leaf", s.params[i].name);
+      const uintptr_t key = accumulator->add_post_hook(std::make_unique<ReadyHook>([weak, i] {
+        auto state = weak.lock();
+        if (!state || !state->armed) return;
+        auto& run = state->buckets[state->bucket_of[i]];
+        ++run.ready;
+        state->launch_ready();
+      }));
+      s.hooks.emplace_back(accumulator, key);
+    }
+  }
+}
+
+GradSync::~GradSync() {
+  for (auto& [accumulator, key] : state_->hooks) accumulator->del_post_hook(key);
+}
+
+size_t GradSync::num_buckets() const { return state_->buckets.size(); }
+size_t GradSync::buckets_launched_in_backward() const { return state_->launched_in_backward; }
+
+void GradSync::prepare() {
+  State& s = *state_;
+  L4_CHECK(s.options.overlap, "GradSync::prepare() is for overlap mode");
+  for (auto& run : s.buckets) {
+    L4_ASSERT(!run.work, "a bucket is still in flight from a previous step");
+    run.ready = 0;
+    run.launched = false;
+  }
+  s.next_launch = 0;
+  s.launched_in_backward = 0;
+  s.armed = true;
+}
+
+void GradSync::sync() {
+  State& s = *state_;
+  L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare() before backward");
+  at::NoGradGuard no_grad;
+  s.launched_in_backward = s.next_launch;
+  // Whatever the hooks did not launch (all of it without overlap) goes now, in bucket order.
+  for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
+  for (size_t b = 0; b < s.buckets.size(); ++b) s.finish(b);
+  s.armed = false;
+}
+
+double GradSync::grad_norm() {
+  State& s = *state_;
+  at::NoGradGuard no_grad;
+  double replicated = 0.0;
+  double expert = 0.0;
+  at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
+  for (const SyncParam& p : s.params) {
+    if (!p.param.grad().defined()) continue;
+    const double sq = p.param.grad().to(at::kDouble).pow(2).sum().item<double>();
+    (p.kind == ParamKind::kExpert ? expert : replicated) += sq;
+  }
+  // Replicated gradients are identical on every rank: count them locally, once. Expert shards differ
+  // within an EP group, which together holds every expert exactly once.
+  at::Tensor expert_sq = at::full({1}, expert, at::TensorOptions().dtype(at::kDouble).device(device));
+  s.ep->all_reduce(expert_sq, ReduceOp::kSum);
+  return std::sqrt(replicated + expert_sq.to(at::kCPU).item<double>());
+}
+
+double GradSync::clip_grad_norm(double max_norm) {
+  L4_CHECK(max_norm > 0, "gradient clipping needs a positive max norm, got {}", max_norm);
+  const double norm = grad_norm();
+  const double scale = max_norm / (norm + 1e-6);
+  if (scale < 1.0) {
+    at::NoGradGuard no_grad;
+    for (SyncParam& p : state_->params) {
+      if (p.param.grad().defined()) p.param.mutable_grad().mul_(scale);
+    }
+  }
+  return norm;
+}
+
+}  // namespace l4::parallel

@@ -1,0 +1,74 @@
+// GradSync: data-parallel gradient reduction in flat buckets, and global gradient-norm clipping.
+//
+// Replicated parameters are summed over the world; expert parameters (this rank's shard of the experts)
+// over the expert-data-parallel group, the ranks holding the same experts. With reduction kAverage both
+// kinds are then divided by the WORLD size: an expert shard's gradient already sums the contributions of
+// every token of its EP group (the all-to-all brings them), so summing over the EDP group covers every
+// rank's loss once, and dividing by the world size gives the gradient of the mean of the per-rank losses,
+// exactly like the replicated parameters. Use kSum when each rank's loss is already divided by the global
+// token count (token-weighted mean over the global batch).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace l4::parallel {
+
+class Communicator;
+class ProcessGrid;
+
+enum class ParamKind { kReplicated, kExpert };
+enum class GradReduction { kAverage, kSum };
+
+struct SyncParam {
+  std::string name;
+  at::Tensor param;  // a leaf that requires grad
+  ParamKind kind = ParamKind::kReplicated;
+};
+
+struct GradSyncOptions {
+  double bucket_mb = 25.0;
+  // Start each bucket's all-reduce from a gradient hook as soon as its last gradient is accumulated,
+  // overlapping communication with the rest of backward. Needs every parameter to get a gradient on
+  // every rank in every synced backward (ranks must launch buckets in the same order); parameters that
+  // never receive one are reduced as zeros by sync().
+  bool overlap = false;
+  GradReduction reduction = GradReduction::kAverage;
+};
+
+class GradSync {
+ public:
+  // Communicators: world (replicated), edp (expert grads), ep (to count expert shards once in the norm).
+  // They and the parameters must outlive this object.
+  GradSync(std::vector<SyncParam> params, Communicator& world, Communicator& edp, Communicator& ep,
+           GradSyncOptions options = {});
+  GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradSyncOptions options = {});
+  ~GradSync();
+  GradSync(const GradSync&) = delete;
+  GradSync& operator=(const GradSync&) = delete;
+
+  // Overlap mode: call before the backward whose gradients are to be reduced (with gradient
+  // accumulation, before the last micro-batch only); the hooks ignore other backward passes.
+  void prepare();
+  // Collective: after backward, every rank. Leaves every gradient reduced (missing ones become zeros).
+  void sync();
+  // Global L2 norm of all gradients, every parameter shard counted once across ranks (collective).
+  double grad_norm();
+  // Scales every gradient by max_norm / (norm + 1e-6) when norm > max_norm (as torch's
+  // clip_grad_norm_); returns the norm before clipping (collective).
+  double clip_grad_norm(double max_norm);
+
+  size_t num_buckets() const;
+  // Buckets the gradient hooks launched during the last synced backward (overlap mode), i.e. before
+  // sync() was called.
+  size_t buckets_launched_in_backward() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace l4::parallel
