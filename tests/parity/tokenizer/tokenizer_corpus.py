@@ -35,6 +35,7 @@ MISC = [
     ("mixed_scripts", "Hello世界Привет مرحبا नमस्ते こんにちは안녕하세요 שלום Γειά σου abcДЕФghi ἀρχή"),
     ("contractions", "I'M HERE, YOU'LL SEE. She's, they're, we've, I'd, it'S, THEY'D, we'Ll. ſ'S and O'Neil's"),
     ("unicode_space", "a\u00a0b\u2009c\u3000d\u200be\u180ef\u0085g\u2028h\u2029i\u202fj\u205fk\u1680l\x0bm\x0cn"),
+    ("mongolian_vowel_separator", "x!!\u180e!!y \u180e\u180e z\u180e \u180e\n\u180e  \u180e"),
     ("combining", "e\u0301 a\u0308 n\u0303 \u0915\u094d\u0937 Z\u0351\u0352\u0353\u0354 \u1e9b\u0323 x\u20dd"),
     ("specials_text", "<|begin_of_text|>Hi<|eot|><|header_start|>user<|header_end|>\n\n<|patch|><|not_special|><|eot"),
     ("punctuation", "Wait... what?!?! (yes) [no] {maybe} <tag/> --flag=value // comment /* c */ #!$%^&*~`|\\"),
