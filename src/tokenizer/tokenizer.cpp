@@ -10,6 +10,7 @@
 #include "core/file_io.h"
 #include "core/strings.h"
 #include "tokenizer/bpe_merge.h"
+#include "tokenizer/pair_table.h"
 #include "tokenizer/sha256.h"
 #include "tokenizer/split_regex.h"
 #include "tokenizer/utf8.h"
@@ -55,6 +56,10 @@ struct Tokenizer::Impl {
   std::array<bool, 256> added_first_byte{};
   bool has_plain_added = false;  // non-special added tokens (always matched)
   std::vector<bool> special;
+  // (left id, right id) -> (rank, merged id). HF: the merges list. tiktoken: every split of every token
+  // into two tokens, ranked by the whole token's rank, which is exactly "merge when the concatenation has
+  // a rank" without hashing bytes in the hot loop.
+  PairTable pairs;
   PieceCache cache;
 
   // Leftmost-longest added token in text[from..) eligible under parse_special: (position, token).
@@ -69,18 +74,6 @@ struct Tokenizer::Impl {
       }
     }
     return {std::string_view::npos, nullptr};
-  }
-
-  PairMerge tiktoken_pair(std::string_view piece, int32_t begin, int32_t end) const {
-    auto it = id_of_bytes.find(piece.substr(begin, end - begin));
-    if (it == id_of_bytes.end()) return {};
-    return {it->second, it->second};
-  }
-
-  PairMerge hf_pair(int32_t left, int32_t right) const {
-    auto it = vocab.merges.find((static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right));
-    if (it == vocab.merges.end()) return {};
-    return {it->second.first, it->second.second};
   }
 
   void encode_piece(std::string_view piece, uint32_t offset, std::vector<int32_t>& ids,
@@ -110,12 +103,7 @@ struct Tokenizer::Impl {
         initial.emplace_back(static_cast<int32_t>(i), id);
       }
       const int32_t size = static_cast<int32_t>(piece.size());
-      if (vocab.kind == Vocab::Kind::kTiktoken) {
-        bpe_merge(initial, size, [&](int32_t b, int32_t, int32_t e, int32_t, int32_t) { return tiktoken_pair(piece, b, e); },
-                  ids);
-      } else {
-        bpe_merge(initial, size, [&](int32_t, int32_t, int32_t, int32_t l, int32_t r) { return hf_pair(l, r); }, ids);
-      }
+      bpe_merge(initial, size, [&](int32_t, int32_t, int32_t, int32_t l, int32_t r) { return pairs.get(l, r); }, ids);
       if (cacheable && exact_offsets) cache.put(piece, hash, ids.data() + first, ids.size() - first);
     }
     if (offsets) {
@@ -179,6 +167,23 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     const char byte = static_cast<char>(b);
     auto it = im.id_of_bytes.find(std::string_view(&byte, 1));
     im.byte_id[b] = it == im.id_of_bytes.end() ? -1 : it->second;
+  }
+  if (v.kind == Vocab::Kind::kTiktoken) {
+    for (size_t id = 0; id < v.bytes_of.size(); ++id) {
+      if (!v.is_base[id]) continue;
+      const std::string_view token = v.bytes_of[id];
+      for (size_t k = 1; k < token.size(); ++k) {
+        auto left = im.id_of_bytes.find(token.substr(0, k)), right = im.id_of_bytes.find(token.substr(k));
+        if (left != im.id_of_bytes.end() && right != im.id_of_bytes.end()) {
+          im.pairs.set(left->second, right->second, {static_cast<int32_t>(id), static_cast<int32_t>(id)});
+        }
+      }
+    }
+  } else {
+    im.pairs.reserve(v.merges.size());
+    for (const auto& [key, merge] : v.merges) {
+      im.pairs.set(static_cast<int32_t>(key >> 32), static_cast<int32_t>(key & 0xFFFFFFFFu), {merge.first, merge.second});
+    }
   }
   im.special.assign(v.bytes_of.size(), false);
   for (const AddedToken& a : v.added) {
