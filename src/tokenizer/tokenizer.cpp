@@ -208,7 +208,8 @@ std::vector<int32_t> Tokenizer::encode_with_offsets(std::string_view text, bool 
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
-  if (impl_->vocab.meta_slicing) {
+  // Slicing changes nothing unless a run could exceed 25,000 code points (so the text has more bytes).
+  if (impl_->vocab.meta_slicing && text.size() > 25000) {
     for (std::string_view slice : meta_slices(text)) {
       impl_->encode_segment(slice, static_cast<uint32_t>(slice.data() - text.data()), parse_special, ids, offsets);
     }
