@@ -41,6 +41,7 @@ MISC = [
     ("punctuation", "Wait... what?!?! (yes) [no] {maybe} <tag/> --flag=value // comment /* c */ #!$%^&*~`|\\"),
     ("url_email", "See https://example.com/a/b?c=d&e=f#g or mail someone@example.org; path C:\\Users\\x\\file.txt"),
     ("single_chars", "a"),
+    ("unreachable_token", "qqqq qqqq,qqqq"),
     ("empty", ""),
     ("only_space", " "),
     ("leading_trailing", "   leading and trailing spaces   "),
