@@ -76,6 +76,8 @@ TEST(TokenizerParity, BundledTiktokenMatchesTiktoken) { check_ids("bundled", tru
 TEST(TokenizerParity, BundledJsonMatchesHfTokenizers) { check_ids("bundled", false); }
 TEST(TokenizerParity, MultilingualTiktokenMatchesTiktoken) { check_ids("multilingual", true); }
 TEST(TokenizerParity, MultilingualJsonMatchesHfTokenizers) { check_ids("multilingual", false); }
+// tokenizer.json written by transformers' TikTokenConverter from our tokenizer.model (the HF Llama 4 layout).
+TEST(TokenizerParity, ConvertedJsonMatchesHfTokenizers) { check_ids("converted", false); }
 // Merges written as "left right" strings and ignore_merges off: whole-word hits must still merge.
 TEST(TokenizerParity, LegacyMergesJsonMatchesHfTokenizers) { check_ids("multilingual_legacy", false); }
 

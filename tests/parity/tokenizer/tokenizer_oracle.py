@@ -142,6 +142,25 @@ def legacy_variant(src_dir, out_dir):
     return out_dir
 
 
+def converted_variant(src_dir, out_dir):
+    """tokenizer.json made from tokenizer.model by transformers' own TikTokenConverter (as the HF Llama 4
+    files were): merges recovered from ranks, ignore_merges, ByteLevel + BOS template post-processor."""
+    from tokenizers import processors
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    model = os.path.join(src_dir, "tokenizer.model")
+    tok = TikTokenConverter(vocab_file=model, pattern=O200K_PATTERN,
+                            extra_special_tokens=llama4_special_tokens()).converted()
+    bos = llama4_special_tokens()[0]
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                      special_tokens=[(bos, tok.token_to_id(bos))])])
+    os.makedirs(out_dir, exist_ok=True)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    shutil.copy(model, os.path.join(out_dir, "tokenizer.model"))
+    return out_dir
+
+
 def fuzz_cases(n, seed=7):
     """Random lines over a pool that stresses the split regex: case changes, contractions, marks, digits
     of several scripts, Unicode spaces, CR/LF, punctuation next to slashes, emoji, special-token text."""
@@ -250,6 +269,7 @@ def main():
 
     multilingual = train_multilingual(args.out, cases)
     tokenizers = {"bundled": args.tokenizer_dir, "multilingual": multilingual,
+                  "converted": converted_variant(args.tokenizer_dir, os.path.join(args.out, "converted")),
                   "multilingual_legacy": legacy_variant(multilingual, os.path.join(args.out, "multilingual_legacy"))}
     result = {"cases": [{"name": n, "bytes_b64": base64.b64encode(d).decode()} for n, d in cases], "tokenizers": {}}
     for name, tdir in tokenizers.items():
