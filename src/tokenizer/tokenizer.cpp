@@ -13,6 +13,7 @@
 #include "tokenizer/pair_table.h"
 #include "tokenizer/sha256.h"
 #include "tokenizer/split_regex.h"
+#include "tokenizer/token_table.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab.h"
 
@@ -49,7 +50,7 @@ struct Tokenizer::Impl {
   Vocab vocab;
   std::string path, sha;
   std::unique_ptr<SplitRegex> regex;
-  std::unordered_map<std::string_view, int32_t> id_of_bytes;  // BPE tokens (views into vocab.bytes_of)
+  TokenTable id_of_bytes;  // BPE tokens -> id (views into vocab.bytes_of)
   std::array<int32_t, 256> byte_id{};
   std::unordered_map<std::string_view, const AddedToken*> added_of;
   std::vector<size_t> added_lengths;  // distinct lengths, longest first (leftmost-longest matching)
@@ -80,9 +81,9 @@ struct Tokenizer::Impl {
                     std::vector<uint32_t>* offsets) const {
     const size_t first = ids.size();
     if (vocab.ignore_merges) {
-      auto it = id_of_bytes.find(piece);
-      if (it != id_of_bytes.end()) {
-        ids.push_back(it->second);
+      const int32_t id = id_of_bytes.find(piece);
+      if (id >= 0) {
+        ids.push_back(id);
         if (offsets) offsets->push_back(offset);
         return;
       }
@@ -159,24 +160,18 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   im.vocab = ends_with(file, ".json") ? load_hf_vocab(file, contents) : load_tiktoken_vocab(file, contents);
   const Vocab& v = im.vocab;
   im.regex = std::make_unique<SplitRegex>(v.pattern, v.keep_gaps, file);
-  im.id_of_bytes.reserve(v.bytes_of.size() * 2);
-  for (size_t id = 0; id < v.bytes_of.size(); ++id) {
-    if (v.is_base[id]) im.id_of_bytes.emplace(v.bytes_of[id], static_cast<int32_t>(id));
-  }
+  im.id_of_bytes.build(v.bytes_of, v.is_base);
   for (int b = 0; b < 256; ++b) {
     const char byte = static_cast<char>(b);
-    auto it = im.id_of_bytes.find(std::string_view(&byte, 1));
-    im.byte_id[b] = it == im.id_of_bytes.end() ? -1 : it->second;
+    im.byte_id[b] = im.id_of_bytes.find(std::string_view(&byte, 1));
   }
   if (v.kind == Vocab::Kind::kTiktoken) {
     for (size_t id = 0; id < v.bytes_of.size(); ++id) {
       if (!v.is_base[id]) continue;
       const std::string_view token = v.bytes_of[id];
       for (size_t k = 1; k < token.size(); ++k) {
-        auto left = im.id_of_bytes.find(token.substr(0, k)), right = im.id_of_bytes.find(token.substr(k));
-        if (left != im.id_of_bytes.end() && right != im.id_of_bytes.end()) {
-          im.pairs.set(left->second, right->second, {static_cast<int32_t>(id), static_cast<int32_t>(id)});
-        }
+        const int32_t left = im.id_of_bytes.find(token.substr(0, k)), right = im.id_of_bytes.find(token.substr(k));
+        if (left >= 0 && right >= 0) im.pairs.set(left, right, {static_cast<int32_t>(id), static_cast<int32_t>(id)});
       }
     }
   } else {
