@@ -208,6 +208,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
   L4_CHECK(map != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, file->file_size_, std::strerror(errno));
   file->map_ = static_cast<const uint8_t*>(map);
+  // No read-around: readers take exact byte ranges (announced with MADV_WILLNEED in copy_out), and a rank
+  // loading its experts' rows must not pull in its neighbours'.
+  ::madvise(map, file->file_size_, MADV_RANDOM);
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, file->map_, 8);
@@ -291,13 +294,14 @@ at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, 
   L4_ASSERT(static_cast<uint64_t>(out.nbytes()) == n, "{} vs {}", out.nbytes(), n);
   if (n > 0) {
     const uint8_t* src = map_ + data_start_ + byte_begin;
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    void* lo = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(src) & ~(page - 1));
+    const size_t span = reinterpret_cast<uintptr_t>(src) + n - reinterpret_cast<uintptr_t>(lo);
+    ::madvise(lo, span, MADV_WILLNEED);  // read exactly this range, in large requests
     std::memcpy(out.data_ptr(), src, n);
     // Drop our page-table references to the copied range so a process that streams a large checkpoint
     // through the mapping keeps only its copies resident (the page cache keeps the file's pages).
-    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(src) & ~(page - 1);
-    const uintptr_t hi = reinterpret_cast<uintptr_t>(src) + n;
-    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    ::madvise(lo, span, MADV_DONTNEED);
   }
   return type == at::kBool ? out.ne(0) : out;
 }

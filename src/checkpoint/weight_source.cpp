@@ -116,7 +116,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
 
   std::set<std::string> seen;
   std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
-  int64_t shard_bytes = 0, total_bytes = 0;
+  int64_t shard_bytes = 0, total_bytes = 0, total_params = 0;
   for (const auto& item : tensors) {
     L4_CHECK(seen.insert(item.first).second, "{}: tensor '{}' given twice", dir, item.first);
     const int64_t nbytes = item.second.defined() ? static_cast<int64_t>(item.second.nbytes()) : 0;
@@ -127,6 +127,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
     shards.back().push_back(item);
     shard_bytes += nbytes;
     total_bytes += nbytes;
+    total_params += item.second.defined() ? item.second.numel() : 0;
   }
 
   const std::map<std::string, std::string> metadata{{"format", "pt"}};
@@ -142,7 +143,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
       for (const auto& item : shards[i]) weight_map[item.first] = name;
       written.insert(name);
     }
-    const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    const json index = {{"metadata", {{"total_parameters", total_params}, {"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(join_path(dir, kWeightsIndexFile), index.dump(2) + "\n");
     written.insert(kWeightsIndexFile);
   }
