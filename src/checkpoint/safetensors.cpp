@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include "checkpoint/fd_writer.h"
+#include "checkpoint/strict_json.h"
 #include "core/error.h"
 
 namespace l4::checkpoint {
@@ -47,21 +47,6 @@ const DtypeInfo* find_dtype(const std::string& name) {
   return nullptr;
 }
 
-// Names come from untrusted files and end up on terminals: escape control bytes, cap the length.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out;
-}
-
 std::string list_dtypes() {
   std::string out;
   for (const auto& d : kDtypes) out += std::string(out.empty() ? "" : ", ") + d.name;
@@ -72,39 +57,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
   return out + "]";
-}
-
-// Parses the header JSON, rejecting duplicate keys (nlohmann would silently keep the last one) and deep
-// nesting, and turning every parse problem into an l4::Error naming the file.
-json parse_header_json(const std::string& path, const char* begin, const char* end) {
-  std::vector<std::set<std::string>> keys;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
-    switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        L4_CHECK(depth < kMaxJsonDepth, "{}: safetensors header nests deeper than {} levels", path,
-                 kMaxJsonDepth);
-        if (event == json::parse_event_t::object_start) keys.emplace_back();
-        break;
-      case json::parse_event_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
-          L4_FAIL("{}: safetensors header has the key '{}' twice{}", path, printable(parsed.get<std::string>()),
-                  keys.size() == 1 ? " (duplicate tensor name)" : "");
-        }
-        break;
-      case json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    return json::parse(begin, end, callback);
-  } catch (const json::exception& e) {
-    L4_FAIL("{}: safetensors header is not valid JSON: {}", path, e.what());
-  }
 }
 
 uint64_t json_unsigned(const std::string& where, const char* what, const json& v) {
@@ -156,18 +108,6 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
   return e;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 int64_t TensorEntry::numel() const {
@@ -196,16 +136,16 @@ c10::ScalarType scalar_type_of(const std::string& dtype) {
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  L4_CHECK(fd.get() >= 0, "{}: cannot open: {}", path, std::strerror(errno));
+  file->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  L4_CHECK(file->fd_ >= 0, "{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
-  L4_CHECK(::fstat(fd.get(), &st) == 0, "{}: cannot stat: {}", path, std::strerror(errno));
+  L4_CHECK(::fstat(file->fd_, &st) == 0, "{}: cannot stat: {}", path, std::strerror(errno));
   L4_CHECK(S_ISREG(st.st_mode), "{}: not a regular file", path);
   file->file_size_ = static_cast<uint64_t>(st.st_size);
   L4_CHECK(file->file_size_ >= 8, "{}: {} bytes is too short for a safetensors file (8-byte header length)",
            path, file->file_size_);
 
-  void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, file->fd_, 0);
   L4_CHECK(map != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, file->file_size_, std::strerror(errno));
   file->map_ = static_cast<const uint8_t*>(map);
   // No read-around: readers take exact byte ranges (announced with MADV_WILLNEED in copy_out), and a rank
@@ -226,7 +166,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
 void SafetensorsFile::parse_header(uint64_t header_len) {
   const char* begin = reinterpret_cast<const char*>(map_ + 8);
-  const json header = parse_header_json(path_, begin, begin + header_len);
+  const json header = parse_strict_json(path_ + ": safetensors header", begin, begin + header_len, kMaxJsonDepth);
   L4_CHECK(header.is_object(), "{}: safetensors header must be a JSON object", path_);
 
   for (const auto& [key, value] : header.items()) {
@@ -276,6 +216,7 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), file_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
@@ -293,6 +234,10 @@ at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, 
   const uint64_t n = byte_end - byte_begin;
   L4_ASSERT(static_cast<uint64_t>(out.nbytes()) == n, "{} vs {}", out.nbytes(), n);
   if (n > 0) {
+    struct stat st {};
+    L4_CHECK(::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) >= file_size_,
+             "{}: tensor '{}': the file shrank below its opened size of {} bytes (rewritten while in use?)", path_,
+             printable(e.name), file_size_);
     const uint8_t* src = map_ + data_start_ + byte_begin;
     const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     void* lo = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(src) & ~(page - 1));

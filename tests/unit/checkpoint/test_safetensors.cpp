@@ -169,6 +169,15 @@ TEST(SafetensorsTest, LoadRowsTouchesOnlyTheRequestedRows) {
   EXPECT_LT(cached, limit);
 }
 
+TEST(SafetensorsTest, FileShrinkingUnderTheMappingIsAnErrorNotACrash) {
+  TempDir dir;
+  const std::string path = dir.file("a.safetensors");
+  save_safetensors(path, {{"a", at::ones({4})}, {"b", at::ones({4096})}});
+  auto file = SafetensorsFile::open(path);
+  ASSERT_EQ(::truncate(path.c_str(), 100), 0);
+  EXPECT_TRUE(throws_error_with([&] { file->load("b"); }, {path, "'b'", "shrank"}));
+}
+
 // ---- Malformed files: each rejected with an l4::Error naming the file (and tensor where there is one).
 
 constexpr const char* kGood =
