@@ -136,7 +136,8 @@ c10::ScalarType scalar_type_of(const std::string& dtype) {
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO by mistake must fail below instead of waiting for a writer.
+  file->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   L4_CHECK(file->fd_ >= 0, "{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
   L4_CHECK(::fstat(file->fd_, &st) == 0, "{}: cannot stat: {}", path, std::strerror(errno));

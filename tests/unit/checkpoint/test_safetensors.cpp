@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -278,6 +279,8 @@ TEST_F(MalformedTest, BadJson) {
 TEST_F(MalformedTest, NotAFile) {
   EXPECT_TRUE(throws_error_with([&] { SafetensorsFile::open(dir_.file("absent")); }, {dir_.file("absent")}));
   EXPECT_TRUE(throws_error_with([&] { SafetensorsFile::open(dir_.path()); }, {dir_.path(), "regular"}));
+  ASSERT_EQ(::mkfifo(dir_.file("fifo").c_str(), 0600), 0);  // must not block waiting for a writer
+  EXPECT_TRUE(throws_error_with([&] { SafetensorsFile::open(dir_.file("fifo")); }, {dir_.file("fifo"), "regular"}));
 }
 
 TEST_F(MalformedTest, AcceptsWhatTheReferenceAccepts) {
