@@ -149,8 +149,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, file->fd_, 0);
   L4_CHECK(map != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, file->file_size_, std::strerror(errno));
   file->map_ = static_cast<const uint8_t*>(map);
-  // No read-around: readers take exact byte ranges (announced with MADV_WILLNEED in copy_out), and a rank
-  // loading its experts' rows must not pull in its neighbours'.
+  // No readahead beyond what is asked for: a rank loading its experts' rows must not pull in its
+  // neighbours' (each read is one large request for exactly its range).
+  ::posix_fadvise(file->fd_, 0, 0, POSIX_FADV_RANDOM);
   ::madvise(map, file->file_size_, MADV_RANDOM);
 
   uint64_t header_len = 0;
@@ -226,6 +227,10 @@ const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
   return entries_[it->second];
 }
 
+const uint8_t* SafetensorsFile::data(const std::string& name) const {
+  return map_ + data_start_ + entry(name).begin;
+}
+
 at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, uint64_t byte_end,
                                      std::vector<int64_t> shape) const {
   const c10::ScalarType type = scalar_type_of(e.dtype);
@@ -234,20 +239,18 @@ at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, 
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(storage).device(at::kCPU));
   const uint64_t n = byte_end - byte_begin;
   L4_ASSERT(static_cast<uint64_t>(out.nbytes()) == n, "{} vs {}", out.nbytes(), n);
-  if (n > 0) {
-    struct stat st {};
-    L4_CHECK(::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) >= file_size_,
-             "{}: tensor '{}': the file shrank below its opened size of {} bytes (rewritten while in use?)", path_,
-             printable(e.name), file_size_);
-    const uint8_t* src = map_ + data_start_ + byte_begin;
-    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    void* lo = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(src) & ~(page - 1));
-    const size_t span = reinterpret_cast<uintptr_t>(src) + n - reinterpret_cast<uintptr_t>(lo);
-    ::madvise(lo, span, MADV_WILLNEED);  // read exactly this range, in large requests
-    std::memcpy(out.data_ptr(), src, n);
-    // Drop our page-table references to the copied range so a process that streams a large checkpoint
-    // through the mapping keeps only its copies resident (the page cache keeps the file's pages).
-    ::madvise(lo, span, MADV_DONTNEED);
+  // Copy with pread rather than from the mapping: measured 1.5-2.5x faster here (no page faults on the
+  // source), and a file that shrank since open gives a short read (an error) instead of SIGBUS.
+  char* dst = static_cast<char*>(out.data_ptr());
+  uint64_t done = 0;
+  while (done < n) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n - done, 1u << 30));
+    const ssize_t got = ::pread(fd_, dst + done, chunk, static_cast<off_t>(data_start_ + byte_begin + done));
+    if (got < 0 && errno == EINTR) continue;
+    L4_CHECK(got > 0, "{}: tensor '{}': cannot read bytes [{}, {}) of the data section: {}", path_,
+             printable(e.name), byte_begin + done, byte_end,
+             got < 0 ? std::strerror(errno) : "the file is shorter than when it was opened (rewritten in use?)");
+    done += static_cast<uint64_t>(got);
   }
   return type == at::kBool ? out.ne(0) : out;
 }
