@@ -21,10 +21,10 @@ function(l4_test_definitions target)
     L4_BINARY="${CMAKE_BINARY_DIR}/bin/llama4")
 endfunction()
 
-# l4_add_unit_test(name SOURCES ... DEPS ... [LABELS ...] [FIXTURES ...]): a GoogleTest binary whose
-# cases are discovered one by one at test time.
+# l4_add_unit_test(name SOURCES ... DEPS ... [LABELS ...] [FIXTURES ...] [TIMEOUT s]): a GoogleTest binary
+# whose cases are discovered one by one at test time.
 function(l4_add_unit_test name)
-  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;DEPS;LABELS;FIXTURES" ${ARGN})
+  cmake_parse_arguments(ARG "TORCH" "TIMEOUT" "SOURCES;DEPS;LABELS;FIXTURES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   l4_common_options(${name})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
@@ -39,6 +39,9 @@ function(l4_add_unit_test name)
   set(props LABELS "${ARG_LABELS}")
   if(ARG_FIXTURES)
     list(APPEND props FIXTURES_REQUIRED "${ARG_FIXTURES}")
+  endif()
+  if(ARG_TIMEOUT)
+    list(APPEND props TIMEOUT ${ARG_TIMEOUT})
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES ${props})
 endfunction()

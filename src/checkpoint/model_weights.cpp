@@ -96,4 +96,10 @@ void ModelWeights::check(const std::map<std::string, ExpectedTensor>& expected) 
            layout_name(layout_), report.describe());
 }
 
+HfLayout check_weights(const WeightSource& source, const std::map<std::string, ExpectedTensor>& expected) {
+  const ModelWeights weights(source, detect_layout(source.names(), source.dir()));
+  weights.check(expected);
+  return weights.layout();
+}
+
 }  // namespace l4::checkpoint

@@ -33,6 +33,10 @@ struct WeightCheckReport {
 WeightCheckReport compare_weights(const WeightSource& source, HfLayout layout,
                                   const std::map<std::string, ExpectedTensor>& expected);
 
+// Detects the layout of `source` from its names, then throws one l4::Error listing every problem when it does
+// not match `expected`. Returns the layout.
+HfLayout check_weights(const WeightSource& source, const std::map<std::string, ExpectedTensor>& expected);
+
 class ModelWeights {
  public:
   // Opens an HF model directory (or one .safetensors file) and detects its layout from the names.

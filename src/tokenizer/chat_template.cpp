@@ -50,7 +50,7 @@ std::string render_chat(const Tokenizer& tok, const std::vector<ChatMessage>& me
       if (assistant_ranges) assistant_ranges->emplace_back(begin, out.size());
       continue;
     }
-    out += header(m.role);
+    out += header(utf8_lossy(m.role));
     const size_t begin = out.size();
     L4_CHECK(m.num_images >= 0, "chat message {}: num_images must be >= 0, got {}", i, m.num_images);
     for (int64_t k = 0; k < m.num_images; ++k) out += special(tok, "<|image|>");

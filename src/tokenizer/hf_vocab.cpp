@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab.h"
 
@@ -133,6 +134,11 @@ Vocab load_hf_vocab(const std::string& path, const std::string& contents) {
   v.n_base = static_cast<int32_t>(vocab.size());
   const json& added = root.contains("added_tokens") ? root["added_tokens"] : json::array();
   L4_CHECK(added.is_array(), "{}: key 'added_tokens': expected an array", path);
+  // HF ignores the ids written in added_tokens: each token keeps its vocab id if it has one, otherwise it
+  // gets the next id after the vocab / the last added token (AddedVocabulary::add_tokens). Same here.
+  const int64_t model_size = static_cast<int64_t>(vocab.size());
+  int64_t max_added = -1;
+  std::unordered_map<std::string, int32_t> added_id;
   for (size_t i = 0; i < added.size(); ++i) {
     const std::string where = fmt::format("added_tokens[{}]", i);
     const json& a = added[i];
@@ -145,8 +151,23 @@ Vocab load_hf_vocab(const std::string& path, const std::string& contents) {
     for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
       L4_CHECK(!a.value(flag, false), "{}: key '{}.{}': only false is supported", path, where, flag);
     }
-    v.added.push_back({content.get<std::string>(), id.get<int32_t>(), a.value("special", false)});
-    max_id = std::max<int64_t>(max_id, id.get<int64_t>());
+    const std::string text = content.get<std::string>();
+    int64_t assigned;
+    if (auto it = id_of.find(text); it != id_of.end()) {
+      assigned = it->second;
+    } else if (auto it2 = added_id.find(text); it2 != added_id.end()) {
+      assigned = it2->second;
+    } else {
+      assigned = max_added < 0 ? model_size : (max_added >= model_size ? max_added + 1 : model_size);
+    }
+    if (assigned != id.get<int64_t>()) {
+      L4_LOG_WARN("{}: {} '{}' has id {} in the file, but HF tokenizers assigns it id {}; using {}", path, where,
+                  text, id.get<int64_t>(), assigned, assigned);
+    }
+    max_added = std::max(max_added, assigned);
+    added_id[text] = static_cast<int32_t>(assigned);
+    v.added.push_back({text, static_cast<int32_t>(assigned), a.value("special", false)});
+    max_id = std::max<int64_t>(max_id, assigned);
   }
   v.bytes_of.assign(max_id + 1, std::string());
   v.is_base.assign(max_id + 1, false);

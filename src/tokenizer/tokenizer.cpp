@@ -10,8 +10,10 @@
 #include "core/file_io.h"
 #include "core/strings.h"
 #include "tokenizer/bpe_merge.h"
+#include "tokenizer/pair_table.h"
 #include "tokenizer/sha256.h"
 #include "tokenizer/split_regex.h"
+#include "tokenizer/token_table.h"
 #include "tokenizer/utf8.h"
 #include "tokenizer/vocab.h"
 
@@ -48,13 +50,17 @@ struct Tokenizer::Impl {
   Vocab vocab;
   std::string path, sha;
   std::unique_ptr<SplitRegex> regex;
-  std::unordered_map<std::string_view, int32_t> id_of_bytes;  // BPE tokens (views into vocab.bytes_of)
+  TokenTable id_of_bytes;  // BPE tokens -> id (views into vocab.bytes_of)
   std::array<int32_t, 256> byte_id{};
   std::unordered_map<std::string_view, const AddedToken*> added_of;
   std::vector<size_t> added_lengths;  // distinct lengths, longest first (leftmost-longest matching)
   std::array<bool, 256> added_first_byte{};
   bool has_plain_added = false;  // non-special added tokens (always matched)
   std::vector<bool> special;
+  // (left id, right id) -> (rank, merged id). HF: the merges list. tiktoken: every split of every token
+  // into two tokens, ranked by the whole token's rank, which is exactly "merge when the concatenation has
+  // a rank" without hashing bytes in the hot loop.
+  PairTable pairs;
   PieceCache cache;
 
   // Leftmost-longest added token in text[from..) eligible under parse_special: (position, token).
@@ -71,25 +77,13 @@ struct Tokenizer::Impl {
     return {std::string_view::npos, nullptr};
   }
 
-  PairMerge tiktoken_pair(std::string_view piece, int32_t begin, int32_t end) const {
-    auto it = id_of_bytes.find(piece.substr(begin, end - begin));
-    if (it == id_of_bytes.end()) return {};
-    return {it->second, it->second};
-  }
-
-  PairMerge hf_pair(int32_t left, int32_t right) const {
-    auto it = vocab.merges.find((static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right));
-    if (it == vocab.merges.end()) return {};
-    return {it->second.first, it->second.second};
-  }
-
   void encode_piece(std::string_view piece, uint32_t offset, std::vector<int32_t>& ids,
                     std::vector<uint32_t>* offsets) const {
     const size_t first = ids.size();
     if (vocab.ignore_merges) {
-      auto it = id_of_bytes.find(piece);
-      if (it != id_of_bytes.end()) {
-        ids.push_back(it->second);
+      const int32_t id = id_of_bytes.find(piece);
+      if (id >= 0) {
+        ids.push_back(id);
         if (offsets) offsets->push_back(offset);
         return;
       }
@@ -110,12 +104,7 @@ struct Tokenizer::Impl {
         initial.emplace_back(static_cast<int32_t>(i), id);
       }
       const int32_t size = static_cast<int32_t>(piece.size());
-      if (vocab.kind == Vocab::Kind::kTiktoken) {
-        bpe_merge(initial, size, [&](int32_t b, int32_t, int32_t e, int32_t, int32_t) { return tiktoken_pair(piece, b, e); },
-                  ids);
-      } else {
-        bpe_merge(initial, size, [&](int32_t, int32_t, int32_t, int32_t l, int32_t r) { return hf_pair(l, r); }, ids);
-      }
+      bpe_merge(initial, size, [&](int32_t, int32_t, int32_t, int32_t l, int32_t r) { return pairs.get(l, r); }, ids);
       if (cacheable && exact_offsets) cache.put(piece, hash, ids.data() + first, ids.size() - first);
     }
     if (offsets) {
@@ -171,14 +160,25 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   im.vocab = ends_with(file, ".json") ? load_hf_vocab(file, contents) : load_tiktoken_vocab(file, contents);
   const Vocab& v = im.vocab;
   im.regex = std::make_unique<SplitRegex>(v.pattern, v.keep_gaps, file);
-  im.id_of_bytes.reserve(v.bytes_of.size() * 2);
-  for (size_t id = 0; id < v.bytes_of.size(); ++id) {
-    if (v.is_base[id]) im.id_of_bytes.emplace(v.bytes_of[id], static_cast<int32_t>(id));
-  }
+  im.id_of_bytes.build(v.bytes_of, v.is_base);
   for (int b = 0; b < 256; ++b) {
     const char byte = static_cast<char>(b);
-    auto it = im.id_of_bytes.find(std::string_view(&byte, 1));
-    im.byte_id[b] = it == im.id_of_bytes.end() ? -1 : it->second;
+    im.byte_id[b] = im.id_of_bytes.find(std::string_view(&byte, 1));
+  }
+  if (v.kind == Vocab::Kind::kTiktoken) {
+    for (size_t id = 0; id < v.bytes_of.size(); ++id) {
+      if (!v.is_base[id]) continue;
+      const std::string_view token = v.bytes_of[id];
+      for (size_t k = 1; k < token.size(); ++k) {
+        const int32_t left = im.id_of_bytes.find(token.substr(0, k)), right = im.id_of_bytes.find(token.substr(k));
+        if (left >= 0 && right >= 0) im.pairs.set(left, right, {static_cast<int32_t>(id), static_cast<int32_t>(id)});
+      }
+    }
+  } else {
+    im.pairs.reserve(v.merges.size());
+    for (const auto& [key, merge] : v.merges) {
+      im.pairs.set(static_cast<int32_t>(key >> 32), static_cast<int32_t>(key & 0xFFFFFFFFu), {merge.first, merge.second});
+    }
   }
   im.special.assign(v.bytes_of.size(), false);
   for (const AddedToken& a : v.added) {
@@ -203,7 +203,8 @@ std::vector<int32_t> Tokenizer::encode_with_offsets(std::string_view text, bool 
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
-  if (impl_->vocab.meta_slicing) {
+  // Slicing changes nothing unless a run could exceed 25,000 code points (so the text has more bytes).
+  if (impl_->vocab.meta_slicing && text.size() > 25000) {
     for (std::string_view slice : meta_slices(text)) {
       impl_->encode_segment(slice, static_cast<uint32_t>(slice.data() - text.data()), parse_special, ids, offsets);
     }

@@ -12,10 +12,6 @@
 
 namespace l4::tokenizer {
 
-struct Vocab;
-class SplitRegex;
-class PieceCache;
-
 class Tokenizer {
  public:
   // `path`: a tokenizer.model (tiktoken ranks), a tokenizer.json (HF; chosen when the name ends in

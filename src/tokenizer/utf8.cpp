@@ -124,8 +124,9 @@ std::vector<std::string_view> meta_slices(std::string_view text, size_t max_char
     size_t slice_start = pos, run = 0, chars = 0;
     bool run_is_space = false;
     for (; pos < text.size() && chars < max_chars; ++chars) {
-      const size_t len = code_point_length(text, pos);
-      const bool space = python_isspace(utf8_code_point(text, pos, len));
+      const unsigned char b = static_cast<unsigned char>(text[pos]);
+      const size_t len = b < 0x80 ? 1 : code_point_length(text, pos);
+      const bool space = python_isspace(b < 0x80 ? b : utf8_code_point(text, pos, len));
       if (chars == 0) run_is_space = space;
       if (space != run_is_space) {
         run = 1;

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import sys
 
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -121,6 +122,56 @@ def train_multilingual(out_dir, cases):
     return tdir
 
 
+def legacy_variant(src_dir, out_dir):
+    """The same tokenizer with merges as "left right" strings and ignore_merges off (older HF files)."""
+    with open(os.path.join(src_dir, "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    j["model"]["merges"] = [" ".join(m) for m in j["model"]["merges"]]
+    j["model"]["ignore_merges"] = False
+    # Make the last merged token unreachable (drop its merge) and call it "qqqq": with ignore_merges off,
+    # HF must not emit it for the word "qqqq" even though the word is in the vocab.
+    vocab = j["model"]["vocab"]
+    last = max(vocab, key=vocab.get)
+    assert "".join(j["model"]["merges"][-1].split(" ")) == last
+    j["model"]["merges"].pop()
+    vocab["qqqq"] = vocab.pop(last)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    shutil.copy(os.path.join(src_dir, "tokenizer.model"), os.path.join(out_dir, "tokenizer.model"))
+    return out_dir
+
+
+def converted_variant(src_dir, out_dir):
+    """tokenizer.json made from tokenizer.model by transformers' own TikTokenConverter (as the HF Llama 4
+    files were): merges recovered from ranks, ignore_merges, ByteLevel + BOS template post-processor."""
+    from tokenizers import processors
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    model = os.path.join(src_dir, "tokenizer.model")
+    tok = TikTokenConverter(vocab_file=model, pattern=O200K_PATTERN,
+                            extra_special_tokens=llama4_special_tokens()).converted()
+    bos = llama4_special_tokens()[0]
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                      special_tokens=[(bos, tok.token_to_id(bos))])])
+    os.makedirs(out_dir, exist_ok=True)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    shutil.copy(model, os.path.join(out_dir, "tokenizer.model"))
+    return out_dir
+
+
+def fuzz_cases(n, seed=7):
+    """Random lines over a pool that stresses the split regex: case changes, contractions, marks, digits
+    of several scripts, Unicode spaces, CR/LF, punctuation next to slashes, emoji, special-token text."""
+    pool = (list("aAbBzZ'’sStTdDlLmMvVrReE") + list(" \t\r\n\u00a0\u3000\u2028\u180e\u200b\u0085") +
+            list("0123456789٠١٢३४๔") + list(".,;:!?-_/\\()[]{}<>|\"#@$%^&*~`+=") +
+            list("éÉßøØñÑçÇαΩжЖשا中文日本ひらカタ한국ไทยहिन") + ["\u0301", "\u0308", "\u094d", "\u0e31", "\u200d"] +
+            ["🦙", "👍🏽", "🏳️‍🌈", "<|eot|>", "<|begin_of_text|>", "'s", "'LL", "  ", "\r\n", "//", "\n\n\n"])
+    rng = random.Random(seed)
+    return [(f"fuzz_{i}", "".join(rng.choice(pool) for _ in range(rng.randint(1, 60))).encode()) for i in range(n)]
+
+
 CONVERSATIONS = [
     ("no_system", [{"role": "user", "content": "Hello!"},
                    {"role": "assistant", "content": "Hi there, how can I help?"}], False),
@@ -213,10 +264,13 @@ def main():
             lines = f.read().split("\n")
         step = max(1, len(lines) // args.corpus_lines)
         bundled += [line for line in lines[::step][:args.corpus_lines // 3] if line]
-    cases = build_corpus(bundled)
+    cases = build_corpus(bundled) + fuzz_cases(300)
     texts = [data.decode("utf-8", errors="replace") for _, data in cases]
 
-    tokenizers = {"bundled": args.tokenizer_dir, "multilingual": train_multilingual(args.out, cases)}
+    multilingual = train_multilingual(args.out, cases)
+    tokenizers = {"bundled": args.tokenizer_dir, "multilingual": multilingual,
+                  "converted": converted_variant(args.tokenizer_dir, os.path.join(args.out, "converted")),
+                  "multilingual_legacy": legacy_variant(multilingual, os.path.join(args.out, "multilingual_legacy"))}
     result = {"cases": [{"name": n, "bytes_b64": base64.b64encode(d).decode()} for n, d in cases], "tokenizers": {}}
     for name, tdir in tokenizers.items():
         ref = reference_ids(os.path.join(tdir, "tokenizer.model"), os.path.join(tdir, "tokenizer.json"), texts)
@@ -233,7 +287,7 @@ def main():
     hf.encode_special_tokens = True
     with open(os.path.join(args.out, "lines.txt"), "w", encoding="utf-8", newline="") as f, \
             open(os.path.join(args.out, "lines_hf_ids.txt"), "w") as g:
-        for text in list(LANGUAGES.values()) + texts[-40:]:
+        for text in list(LANGUAGES.values()) + texts[-340:]:
             if "\n" in text or "\r" in text or len(text) > 5000:
                 continue
             f.write(text + "\n")

@@ -119,6 +119,11 @@ TEST(ModelWeightsTest, TextOnlyCheckpointUsesNamesAsTheyAre) {
   EXPECT_NO_THROW(mw.check({{"model.norm.weight", {{4}, "F32"}}, {"lm_head.weight", {{8, 4}, ""}}}));
   EXPECT_TRUE(throws_error_with([&] { mw.check({{"model.norm.weight", {{4}, "F32"}}}); },
                                 {"0 missing, 1 unexpected", "'lm_head.weight' in " + dir.file("model.safetensors")}));
+  EXPECT_EQ(check_weights(mw.source(), {{"model.norm.weight", {{4}, ""}}, {"lm_head.weight", {{8, 4}, ""}}}),
+            HfLayout::kCausalLM);
+  EXPECT_TRUE(throws_error_with([&] { check_weights(mw.source(), {{"lm_head.weight", {{8, 5}, ""}}}); },
+                                {dir.path(), "Llama4ForCausalLM", "'model.norm.weight' in", "expects [8, 5]"}));
+  EXPECT_TRUE(throws_error_with([&] { mw.load("language_model.lm_head.weight"); }, {"lm_head.weight"}));
 }
 
 }  // namespace
