@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "config/recipe.h"
+#include "train/trainer.h"
 
 namespace l4::cli {
 namespace {
@@ -13,7 +14,9 @@ int run_train(const ParsedArgs& args) {
     std::fputs(config::recipe_to_yaml(recipe).c_str(), stdout);
     return 0;
   }
-  return not_available("train");
+  train::TrainerOptions options;
+  options.print_param_groups = args.has("print-param-groups");
+  return train::run_training(recipe, options);
 }
 
 }  // namespace

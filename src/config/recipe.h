@@ -194,12 +194,14 @@ struct LoggingSection {
   int64_t every = 1;
   bool tensorboard = true;
   std::string level = "info";
+  double peak_tflops = 0.0;  // per-rank peak for MFU; 0 measures it with a short GEMM probe at start
   template <class V>
   void visit(V& v) {
     v("run_dir", run_dir);
     v("every", every);
     v("tensorboard", tensorboard);
     v("level", level);
+    v("peak_tflops", peak_tflops);
   }
 };
 

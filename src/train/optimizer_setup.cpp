@@ -1,0 +1,79 @@
+#include "train/optimizer_setup.h"
+
+#include <map>
+
+#include "core/error.h"
+
+namespace l4::train {
+
+OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings,
+                               double eps)
+    : params_(params) {
+  L4_ASSERT(params.size() == settings.size(), "{} params vs {} settings", params.size(), settings.size());
+  const std::vector<ParamGroup> groups = group_settings(settings);
+  std::map<std::string, size_t> position;
+  for (size_t i = 0; i < params.size(); ++i) position[params[i].name] = i;
+  group_of_param_.assign(params.size(), 0);
+  std::vector<torch::optim::OptimizerParamGroup> torch_groups;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::vector<at::Tensor> tensors;
+    for (const auto& name : groups[g].names) {
+      const size_t i = position.at(name);
+      tensors.push_back(params[i].param);
+      group_of_param_[i] = static_cast<int64_t>(g);
+    }
+    auto options = std::make_unique<torch::optim::AdamWOptions>(groups[g].lr);
+    options->betas({groups[g].beta1, groups[g].beta2}).eps(eps).weight_decay(groups[g].weight_decay);
+    torch_groups.emplace_back(std::move(tensors), std::move(options));
+    base_lr_.push_back(groups[g].lr);
+  }
+  optimizer_ = std::make_unique<torch::optim::AdamW>(torch_groups, torch::optim::AdamWOptions(0.0).eps(eps));
+}
+
+OptimizerSetup::~OptimizerSetup() = default;
+
+void OptimizerSetup::set_lr_multiplier(double multiplier) {
+  auto& groups = optimizer_->param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(base_lr_[g] * multiplier);
+  }
+}
+
+size_t OptimizerSetup::index_of(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].name == name) return i;
+  }
+  L4_FAIL("optimizer has no parameter '{}'", name);
+}
+
+double OptimizerSetup::current_lr(const std::string& name) const {
+  const size_t g = static_cast<size_t>(group_of_param_[index_of(name)]);
+  return static_cast<const torch::optim::AdamWOptions&>(optimizer_->param_groups()[g].options()).lr();
+}
+
+void OptimizerSetup::step() { optimizer_->step(); }
+
+void OptimizerSetup::zero_grad() { optimizer_->zero_grad(/*set_to_none=*/true); }
+
+std::optional<OptimizerSetup::ParamState> OptimizerSetup::state(const std::string& name) const {
+  const at::Tensor& p = params_[index_of(name)].param;
+  const auto& states = optimizer_->state();
+  auto it = states.find(p.unsafeGetTensorImpl());
+  if (it == states.end()) return std::nullopt;
+  const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+  return ParamState{s.exp_avg(), s.exp_avg_sq(), s.step()};
+}
+
+void OptimizerSetup::set_state(const std::string& name, const ParamState& state) {
+  const at::Tensor& p = params_[index_of(name)].param;
+  L4_CHECK(state.exp_avg.sizes() == p.sizes() && state.exp_avg_sq.sizes() == p.sizes(),
+           "optimizer state of '{}' has shape {} but the parameter has {}", name,
+           c10::str(state.exp_avg.sizes()), c10::str(p.sizes()));
+  auto s = std::make_unique<torch::optim::AdamWParamState>();
+  s->step(state.step);
+  s->exp_avg(state.exp_avg.to(p.options()).clone());
+  s->exp_avg_sq(state.exp_avg_sq.to(p.options()).clone());
+  optimizer_->state()[p.unsafeGetTensorImpl()] = std::move(s);
+}
+
+}  // namespace l4::train

@@ -1,0 +1,56 @@
+// AdamW over named trainable parameters with per-parameter settings (param_groups.h), the learning-rate
+// schedule applied as a multiplier of each group's base lr, and the optimizer state as named tensors for
+// checkpoints (so it can be re-sliced when the expert layout changes).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/param_groups.h"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace l4::train {
+
+struct NamedParam {
+  std::string name;
+  at::Tensor param;  // leaf requiring grad
+};
+
+class OptimizerSetup {
+ public:
+  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings, double eps);
+  ~OptimizerSetup();
+
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  // Sets every group's lr to base lr x multiplier.
+  void set_lr_multiplier(double multiplier);
+  // The lr in effect for a parameter (read back from the optimizer's own group options).
+  double current_lr(const std::string& name) const;
+  void step();
+  void zero_grad();
+
+  // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter) and the step
+  // count; nullopt before its first update.
+  struct ParamState {
+    at::Tensor exp_avg, exp_avg_sq;
+    int64_t step = 0;
+  };
+  std::optional<ParamState> state(const std::string& name) const;
+  void set_state(const std::string& name, const ParamState& state);
+
+ private:
+  std::vector<NamedParam> params_;
+  std::vector<double> base_lr_;         // per optimizer group
+  std::vector<int64_t> group_of_param_;  // index into groups, per params_ entry
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  size_t index_of(const std::string& name) const;
+};
+
+}  // namespace l4::train

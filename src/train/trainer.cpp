@@ -1,0 +1,424 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "checkpoint/training_checkpoint.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "core/timer.h"
+#include "data/sharded_loader.h"
+#include "model/loss.h"
+#include "parallel/communicator.h"
+#include "parallel/failure.h"
+#include "parallel/mpi_runtime.h"
+#include "train/collective_strings.h"
+#include "train/flops.h"
+#include "train/gemm_probe.h"
+#include "train/lr_schedule.h"
+#include "train/metrics_log.h"
+#include "train/model_setup.h"
+#include "train/rng_state.h"
+#include "train/signals.h"
+
+namespace l4::train {
+namespace {
+
+// bf16 compute for the forward pass; parameters and optimizer state stay in their own dtype (fp32).
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+  }
+
+ private:
+  bool enabled_;
+};
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// The first line where two architecture dumps differ, for "incompatible checkpoint" errors.
+std::string first_difference(const std::string& saved, const std::string& current) {
+  const auto a = split(saved, '\n'), b = split(current, '\n');
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    const std::string x = i < a.size() ? a[i] : "(nothing)", y = i < b.size() ? b[i] : "(nothing)";
+    if (x != y) return fmt::format("checkpoint has '{}', recipe has '{}'", x, y);
+  }
+  return "";
+}
+
+struct StepResult {
+  double loss = 0.0;      // token-weighted mean over the global batch
+  double aux_loss = 0.0;  // router loss, averaged over micro-batches and ranks
+  double grad_norm = 0.0;
+  int64_t loss_tokens = 0;
+  int64_t tokens = 0;     // rows x seq_len over the global batch
+};
+
+class Trainer {
+ public:
+  Trainer(const config::Recipe& recipe, parallel::Communicator& world)
+      : recipe_(recipe),
+        world_(world),
+        grid_(world, static_cast<int>(recipe.parallel.expert_parallel), recipe.arch.text_config.num_local_experts) {}
+
+  int run(const TrainerOptions& options) {
+    const config::TrainSection& t = recipe_.train;
+    L4_CHECK(t.global_batch % (t.micro_batch * world_.size()) == 0,
+             "{}: train.global_batch={} must be a multiple of train.micro_batch={} x {} ranks", recipe_.source,
+             t.global_batch, t.micro_batch, world_.size());
+    torch::manual_seed(static_cast<uint64_t>(t.seed));
+    setup_ = build_model(recipe_, grid_);
+    const auto names = param_names();
+    settings_ = resolve_param_settings(names, recipe_.optimizer, recipe_.arch.text_config.num_hidden_layers);
+    if (options.print_param_groups) {
+      if (world_.rank() == 0) std::fputs(format_param_settings(settings_, recipe_.optimizer).c_str(), stdout);
+      return 0;
+    }
+    optimizer_ = std::make_unique<OptimizerSetup>(setup_.trainable, settings_, recipe_.optimizer.eps);
+    parallel::GradSyncOptions sync_options;
+    sync_options.bucket_mb = recipe_.parallel.bucket_mb;
+    sync_options.overlap = recipe_.parallel.overlap_grad_sync;
+    sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
+    grad_sync_ = std::make_unique<parallel::GradSync>(setup_.sync, grid_, sync_options);
+    loader_ = std::make_unique<data::ShardedLoader>(
+        data::loader_options_from_recipe(recipe_, /*eval=*/false, world_.rank(), world_.size()));
+    if (world_.rank() == 0) {
+      metrics_ = std::make_unique<MetricsLog>(recipe_.logging.run_dir, recipe_.logging.tensorboard);
+      peak_flops_ = recipe_.logging.peak_tflops > 0
+                        ? recipe_.logging.peak_tflops * 1e12
+                        : measure_gemm_peak_flops(t.precision == "bf16" ? "bfloat16" : "float32");
+    }
+    flops_per_token_ = training_flops_per_token(recipe_.arch, recipe_.data.seq_len);
+    install_stop_signal_handlers();
+    resume();
+    return loop();
+  }
+
+ private:
+  std::vector<std::string> param_names() const {
+    std::vector<std::string> names;
+    for (const auto& p : setup_.trainable) names.push_back(p.name);
+    return names;
+  }
+
+  // --- the loop -------------------------------------------------------------------------------------
+  int loop() {
+    const config::TrainSection& t = recipe_.train;
+    const int64_t last = t.stop_at_step > 0 ? t.stop_at_step : t.steps;
+    L4_LOG_INFO("training steps {}..{} of {} on {} rank(s), expert_parallel={}, global batch {} x {} tokens",
+                step_ + 1, last, t.steps, world_.size(), recipe_.parallel.expert_parallel, t.global_batch,
+                recipe_.data.seq_len);
+    Stopwatch run_clock;
+    const double elapsed_before = elapsed_s_;
+    while (step_ < last) {
+      if (agree_to_stop()) {
+        save();
+        L4_LOG_INFO("preempted at step {} (checkpoint written)", step_);
+        if (world_.rank() == 0) std::printf("preempted at step %lld\n", static_cast<long long>(step_));
+        return 0;
+      }
+      const data::LoaderState before = loader_->state();
+      const data::StepBatch batch = loader_->next_step();
+      Stopwatch step_clock;
+      const double multiplier = lr_multiplier(recipe_.schedule, step_, t.steps);
+      optimizer_->set_lr_multiplier(multiplier);
+      StepResult result = forward_backward(batch);
+      if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
+        optimizer_->zero_grad();
+        if (t.on_nan == "stop") {
+          loader_->restore(before);  // the checkpoint is the last good state, before this batch
+          save();
+          L4_FAIL("non-finite {} at step {} (loss {}, grad norm {}); checkpoint of the last good state written",
+                  std::isfinite(result.loss) ? "gradient" : "loss", step_ + 1, result.loss, result.grad_norm);
+        }
+        ++skipped_steps_;
+        L4_LOG_WARN("step {}: non-finite loss or gradient, update skipped (train.on_nan: skip)", step_ + 1);
+        ++step_;
+        continue;
+      }
+      optimizer_->step();
+      optimizer_->zero_grad();
+      ++step_;
+      const double step_time = step_clock.seconds();
+      tokens_seen_ += result.tokens;
+      elapsed_s_ = elapsed_before + run_clock.seconds();
+      std::vector<std::pair<std::string, double>> values = {
+          {"loss", result.loss},
+          {"lr", recipe_.optimizer.lr * multiplier},
+          {"grad_norm", result.grad_norm},
+          {"tokens", static_cast<double>(result.tokens)},
+          {"tokens_per_s", result.tokens / step_time},
+          {"mfu", peak_flops_ > 0 ? result.tokens / step_time * flops_per_token_ / (peak_flops_ * world_.size()) : 0.0},
+          {"step_time_s", step_time},
+          {"elapsed_s", elapsed_s_}};
+      if (recipe_.train.aux_loss_coef > 0 || recipe_.train.z_loss_coef > 0) values.push_back({"aux_loss", result.aux_loss});
+      if (t.eval_every > 0 && step_ % t.eval_every == 0) add_eval(values);
+      if (step_ % recipe_.logging.every == 0 || step_ == last) log_step(values, step_time);
+      if (recipe_.checkpoint.every > 0 && step_ % recipe_.checkpoint.every == 0 && step_ < last) save();
+    }
+    if (t.stop_at_step > 0 && t.stop_at_step < t.steps) {
+      save();
+      L4_LOG_INFO("stopped at step {} (train.stop_at_step), checkpoint written", step_);
+      return 0;
+    }
+    if (t.eval_every == 0 && !recipe_.data.eval.empty()) {
+      std::vector<std::pair<std::string, double>> values;
+      add_eval(values);
+      if (metrics_) metrics_->log(step_, values);
+    }
+    save();
+    L4_LOG_INFO("done: {} steps, {} tokens in {}", step_, tokens_seen_, format_duration(elapsed_s_));
+    return 0;
+  }
+
+  StepResult forward_backward(const data::StepBatch& batch) {
+    StepResult result;
+    const double denominator = static_cast<double>(std::max<int64_t>(1, batch.global_loss_tokens));
+    const size_t micro_steps = batch.micro.size();
+    const double aux_weight = 1.0 / static_cast<double>(std::max<size_t>(1, micro_steps) * world_.size());
+    double local_loss_sum = 0.0, local_aux = 0.0;
+    setup_.model->train();
+    for (size_t i = 0; i < micro_steps; ++i) {
+      const data::Batch& micro = batch.micro[i];
+      at::Tensor loss;
+      {
+        AutocastScope autocast(recipe_.train.precision == "bf16");
+        const at::Tensor logits = setup_.model->forward(micro.input_ids, micro.position_ids, micro.doc_ids);
+        const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
+        local_loss_sum += sums.sum.item<double>();
+        loss = sums.sum / denominator;
+        const at::Tensor aux = setup_.model->router_loss();
+        if (aux.defined()) {
+          local_aux += aux.item<double>() * aux_weight;
+          loss = loss + aux * aux_weight;
+        }
+      }
+      if (i + 1 == micro_steps) grad_sync_->prepare();
+      loss.backward();
+    }
+    grad_sync_->sync();
+    at::Tensor totals = at::tensor({local_loss_sum, local_aux}, at::kDouble);
+    world_.all_reduce(totals, parallel::ReduceOp::kSum);
+    result.loss = totals[0].item<double>() / denominator;
+    result.aux_loss = totals[1].item<double>();
+    result.loss_tokens = batch.global_loss_tokens;
+    result.tokens = batch.global_rows * recipe_.data.seq_len;
+    result.grad_norm = recipe_.train.grad_clip > 0 ? grad_sync_->clip_grad_norm(recipe_.train.grad_clip)
+                                                   : grad_sync_->grad_norm();
+    return result;
+  }
+
+  bool agree_to_stop() {
+    at::Tensor flag = at::full({1}, stop_requested() ? 1 : 0, at::kLong);
+    world_.all_reduce(flag, parallel::ReduceOp::kMax);  // a signal on any rank stops every rank
+    return flag.item<int64_t>() > 0;
+  }
+
+  void log_step(const std::vector<std::pair<std::string, double>>& values, double step_time) {
+    if (!metrics_) return;
+    metrics_->log(step_, values);
+    auto get = [&](const char* key) {
+      for (const auto& [k, v] : values) {
+        if (k == key) return v;
+      }
+      return std::nan("");
+    };
+    const int64_t last = recipe_.train.stop_at_step > 0 ? recipe_.train.stop_at_step : recipe_.train.steps;
+    std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | mfu {:.1f}%",
+                                   step_, recipe_.train.steps, get("loss"), get("lr"), get("grad_norm"),
+                                   get("tokens_per_s"), 100.0 * get("mfu"));
+    if (std::isfinite(get("eval_loss"))) line += fmt::format(" | eval {:.4f}", get("eval_loss"));
+    line += " | eta " + format_duration((last - step_) * step_time);
+    if (::isatty(STDOUT_FILENO)) {
+      const int width = 20, done = static_cast<int>(width * step_ / std::max<int64_t>(1, last));
+      std::printf("\r[%s%s] %s", std::string(done, '#').c_str(), std::string(width - done, '.').c_str(), line.c_str());
+      if (step_ == last) std::printf("\n");
+      std::fflush(stdout);
+    } else {
+      L4_LOG_INFO("{}", line);
+    }
+  }
+
+  // --- evaluation -----------------------------------------------------------------------------------
+  void add_eval(std::vector<std::pair<std::string, double>>& values) {
+    if (recipe_.data.eval.empty()) return;
+    const double loss = evaluate();
+    values.push_back({"eval_loss", loss});
+    values.push_back({"eval_ppl", std::exp(loss)});
+  }
+
+  double evaluate() {
+    data::ShardedLoader eval_loader(data::loader_options_from_recipe(recipe_, /*eval=*/true, world_.rank(), world_.size()));
+    torch::NoGradGuard no_grad;
+    setup_.model->eval();
+    double loss_sum = 0.0;
+    int64_t tokens = 0;
+    for (int64_t b = 0; recipe_.train.eval_batches == 0 || b < recipe_.train.eval_batches; ++b) {
+      const data::StepBatch batch = eval_loader.next_step();
+      if (batch.end_of_data) break;
+      for (const auto& micro : batch.micro) {
+        AutocastScope autocast(recipe_.train.precision == "bf16");
+        const at::Tensor logits = setup_.model->forward(micro.input_ids, micro.position_ids, micro.doc_ids);
+        const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
+        loss_sum += sums.sum.item<double>();
+        tokens += sums.count.item<int64_t>();
+      }
+    }
+    at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
+    world_.all_reduce(totals, parallel::ReduceOp::kSum);
+    setup_.model->train();
+    return totals[0].item<double>() / std::max(1.0, totals[1].item<double>());
+  }
+
+  // --- checkpoints ----------------------------------------------------------------------------------
+  // Replicated tensors are saved by rank 0, expert shards by the ranks of the first expert-parallel group.
+  bool saves(const std::string& name) const {
+    return ModelSetup::is_expert_param(name) ? grid_.edp_comm().rank() == 0 : world_.rank() == 0;
+  }
+
+  checkpoint::TensorPiece piece(const std::string& name, const at::Tensor& tensor) const {
+    checkpoint::TensorPiece p{name, tensor, {}, 0};
+    if (ModelSetup::is_expert_param(name) && tensor.dim() > 0) {
+      p.global_shape.assign(tensor.sizes().begin(), tensor.sizes().end());
+      p.global_shape[0] = recipe_.arch.text_config.num_local_experts;
+      p.row_begin = setup_.expert_begin;
+    }
+    return p;
+  }
+
+  void save() {
+    if (recipe_.checkpoint.dir.empty()) return;
+    checkpoint::SaveRequest request;
+    request.dir = recipe_.checkpoint.dir;
+    request.step = step_;
+    request.keep_last = recipe_.checkpoint.keep_last;
+    request.layout = {{"world_size", world_.size()},
+                      {"expert_parallel", recipe_.parallel.expert_parallel},
+                      {"arch", config::model_arch_to_yaml(recipe_.arch)}};
+    request.config_yaml = config::recipe_to_yaml(recipe_);
+    for (const auto& p : setup_.trainable) {
+      if (!saves(p.name)) continue;
+      request.pieces.push_back(piece(p.name, p.param));
+      if (auto state = optimizer_->state(p.name)) {
+        request.pieces.push_back(piece("optimizer.exp_avg." + p.name, state->exp_avg));
+        request.pieces.push_back(piece("optimizer.exp_avg_sq." + p.name, state->exp_avg_sq));
+        request.pieces.push_back({"optimizer.step." + p.name, at::full({}, state->step, at::kLong), {}, 0});
+      }
+    }
+    request.rank_state = {{"rng", save_cpu_rng_state()}};
+    request.shared_state = {{"step", step_},
+                            {"loader", loader_->state().to_json()},
+                            {"tokens_seen", tokens_seen_},
+                            {"elapsed_s", elapsed_s_},
+                            {"skipped_steps", skipped_steps_}};
+    checkpoint::SaveCollective collective;
+    collective.rank = world_.rank();
+    collective.world_size = world_.size();
+    collective.barrier = [this] { world_.barrier(); };
+    collective.gather_to_root = [this](const std::string& s) {
+      std::vector<std::string> all = all_gather_strings(world_, s);
+      return world_.rank() == 0 ? all : std::vector<std::string>{};
+    };
+    const std::string path = checkpoint::save_checkpoint(request, collective);
+    L4_LOG_INFO("checkpoint {} written", path);
+  }
+
+  void resume() {
+    const std::string& mode = recipe_.checkpoint.resume;
+    if (mode == "none") return;
+    std::string path;
+    if (world_.rank() == 0) {
+      if (mode == "auto") {
+        if (!recipe_.checkpoint.dir.empty()) {
+          if (auto latest = checkpoint::find_latest_valid(recipe_.checkpoint.dir)) path = latest->path;
+        }
+      } else {
+        path = mode;
+      }
+    }
+    path = broadcast_string(world_, path);  // every rank resumes from the same checkpoint
+    if (path.empty()) return;
+    const checkpoint::Checkpoint ckpt = checkpoint::open_checkpoint(path);
+    const std::string saved_arch = ckpt.manifest.at("layout").value("arch", "");
+    const std::string difference = first_difference(saved_arch, config::model_arch_to_yaml(recipe_.arch));
+    L4_CHECK(difference.empty(), "{}: checkpoint is for another architecture: {}", path, difference);
+    torch::NoGradGuard no_grad;
+    for (const auto& p : setup_.trainable) {
+      const bool expert = ModelSetup::is_expert_param(p.name) && p.param.dim() > 0;
+      const int64_t begin = expert ? setup_.expert_begin : 0;
+      const int64_t end = expert ? setup_.expert_begin + p.param.size(0) : -1;
+      at::Tensor value = ckpt.read(p.name, begin, end);
+      L4_CHECK(value.sizes() == p.param.sizes(), "{}: '{}' has shape {} in the checkpoint, {} in the model", path,
+               p.name, c10::str(value.sizes()), c10::str(p.param.sizes()));
+      p.param.copy_(value);
+      const std::string avg = "optimizer.exp_avg." + p.name;
+      const auto names = ckpt.manifest.at("tensors");
+      if (names.contains(avg)) {
+        OptimizerSetup::ParamState state;
+        state.exp_avg = ckpt.read(avg, begin, end);
+        state.exp_avg_sq = ckpt.read("optimizer.exp_avg_sq." + p.name, begin, end);
+        state.step = ckpt.read("optimizer.step." + p.name).item<int64_t>();
+        optimizer_->set_state(p.name, state);
+      }
+    }
+    const auto& ranks = ckpt.trainer_state.at("ranks");
+    const size_t mine = ranks.size() == static_cast<size_t>(world_.size()) ? world_.rank() : 0;
+    restore_cpu_rng_state(ranks.at(mine).at("rng").get<std::string>());
+    const auto& shared = ckpt.trainer_state.at("shared");
+    loader_->restore(data::LoaderState::from_json(shared.at("loader")));
+    step_ = shared.at("step").get<int64_t>();
+    tokens_seen_ = shared.value("tokens_seen", int64_t{0});
+    elapsed_s_ = shared.value("elapsed_s", 0.0);
+    skipped_steps_ = shared.value("skipped_steps", int64_t{0});
+    L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s))", path, step_,
+                ckpt.manifest.value("world_size", 0));
+  }
+
+  const config::Recipe& recipe_;
+  parallel::Communicator& world_;
+  parallel::ProcessGrid grid_;
+  ModelSetup setup_;
+  std::vector<ParamSetting> settings_;
+  std::unique_ptr<OptimizerSetup> optimizer_;
+  std::unique_ptr<parallel::GradSync> grad_sync_;
+  std::unique_ptr<data::ShardedLoader> loader_;
+  std::unique_ptr<MetricsLog> metrics_;
+  double peak_flops_ = 0.0;
+  double flops_per_token_ = 0.0;
+  int64_t step_ = 0;
+  int64_t tokens_seen_ = 0;
+  int64_t skipped_steps_ = 0;
+  double elapsed_s_ = 0.0;
+};
+
+}  // namespace
+
+int run_training(const config::Recipe& recipe, const TrainerOptions& options) {
+  parallel::DistributedOptions distributed;
+  distributed.collective_timeout_s = recipe.parallel.timeout_s;
+  parallel::Communicator& world = parallel::init_distributed(distributed).world();
+  int exit_code = 0;
+  parallel::run_or_abort(world, [&] { exit_code = Trainer(recipe, world).run(options); });
+  return exit_code;
+}
+
+}  // namespace l4::train
