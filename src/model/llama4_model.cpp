@@ -45,7 +45,9 @@ at::Tensor TextModelImpl::forward(const at::Tensor& input_ids, const std::option
   L4_CHECK(input_ids.scalar_type() == at::kLong, "input_ids must be int64, got {}",
            c10::toString(input_ids.scalar_type()));
   if (input_ids.numel() > 0) {
-    const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
+    const auto [min_id, max_id] = at::aminmax(input_ids);
+    const at::Tensor range = torch::stack({min_id, max_id}).to(torch::kCPU);  // one device sync
+    const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
     L4_CHECK(lo >= 0 && hi < config_.vocab_size, "input_ids must lie in [0, {}), found values in [{}, {}]",
              config_.vocab_size, lo, hi);
   }
@@ -99,6 +101,12 @@ void Llama4ForCausalLMImpl::reset_parameters(const std::optional<uint64_t>& seed
 void Llama4ForCausalLMImpl::set_router_loss(const RouterLossOptions& options) {
   for (auto& layer : model->decoder_layers) {
     if (layer->moe) layer->moe->loss_options = options;
+  }
+}
+
+void Llama4ForCausalLMImpl::set_expert_runner(const ExpertRunner& runner) {
+  for (auto& layer : model->decoder_layers) {
+    if (layer->moe) layer->moe->expert_runner = runner;
   }
 }
 

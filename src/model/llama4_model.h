@@ -74,6 +74,8 @@ class Llama4ForCausalLMImpl : public torch::nn::Module {
 
   // Router load balancing (off by default) and metrics of the last forward pass.
   void set_router_loss(const RouterLossOptions& options);
+  // Replaces the local expert computation of every MoE layer (default: run_experts).
+  void set_expert_runner(const ExpertRunner& runner);
   // Sum over MoE layers of their weighted router losses; undefined when disabled.
   at::Tensor router_loss() const;
   // One int64 [E] tensor per MoE layer, in layer order: (token, slot) pairs routed to each expert.

@@ -87,7 +87,7 @@ at::Tensor MoeImpl::forward(const at::Tensor& x) {
   const std::vector<int64_t> rows_per_expert(counts_cpu.data_ptr<int64_t>(),
                                              counts_cpu.data_ptr<int64_t>() + num_experts_);
   const at::Tensor rows = PermuteRows::apply(pair_rows, order, inverse);
-  const at::Tensor routed = run_experts(rows, rows_per_expert, experts->gate_up_proj, experts->down_proj);
+  const at::Tensor routed = expert_runner(rows, rows_per_expert, experts->gate_up_proj, experts->down_proj);
   at::Tensor routed_pairs = PermuteRows::apply(routed, inverse, order);
   if (top_k_ > 1) routed_pairs = routed_pairs.view({n, top_k_, d}).sum(1);
   const at::Tensor out = shared_expert->forward(flat) + routed_pairs;

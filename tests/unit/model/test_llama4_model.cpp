@@ -69,6 +69,22 @@ TEST(Llama4Model, Bfloat16ForwardStaysBfloat16AndCloseToFloat32) {
   EXPECT_LT((got.to(torch::kFloat) - want).abs().max().item<double>(), 0.05);
 }
 
+TEST(Llama4Model, ExpertRunnerSeamSeesEveryMoeLayer) {
+  Llama4ForCausalLM model(tiny());
+  model->reset_parameters(3);
+  const at::Tensor ids = torch::randint(0, 50, {2, 5}, torch::kLong);
+  const at::Tensor want = model->forward(ids);
+  int calls = 0;
+  model->set_expert_runner([&](const at::Tensor& rows, const std::vector<int64_t>& counts, const at::Tensor& gate_up,
+                               const at::Tensor& down) {
+    ++calls;
+    EXPECT_EQ(rows.size(0), 10);
+    return run_experts(rows, counts, gate_up, down);
+  });
+  EXPECT_TRUE(torch::equal(model->forward(ids), want));
+  EXPECT_EQ(calls, 2);
+}
+
 TEST(Llama4Model, RejectsOutOfRangeIds) {
   Llama4ForCausalLM model(tiny());
   model->reset_parameters(1);
