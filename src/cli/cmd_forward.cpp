@@ -21,7 +21,8 @@ std::optional<at::Tensor> load_optional_ids(const checkpoint::SafetensorsFile& f
                                             const at::Tensor& input_ids) {
   if (!file.contains(name)) return std::nullopt;
   const at::Tensor t = load_ids(file, name);
-  L4_CHECK(t.sizes() == input_ids.sizes(), "{}: tensor '{}' has shape {}, input_ids has {}", file.path(), name,
+  L4_CHECK(t.sizes() == input_ids.sizes(), "{}: tensor '{}' has shape {}, input_ids has {}", file.path(),
+           name,
            c10::str(t.sizes()), c10::str(input_ids.sizes()));
   return t;
 }
@@ -65,8 +66,8 @@ Command make_forward_command() {
   return {{"forward",
            "logits for input_ids (and pixel_values) from a safetensors file",
            "--model DIR --input IN.safetensors --output OUT.safetensors [--device cpu|cuda]",
-           {{"model", "DIR", "HF model directory (config.json + safetensors; text-only or multimodal layout)"},
-            {"input", "FILE", "safetensors with input_ids int64 [B,T] (optional position_ids, doc_ids [B,T])"},
+           {{"model", "DIR", "HF model directory (config.json + safetensors, text-only or multimodal)"},
+            {"input", "FILE", "safetensors: input_ids int64 [B,T] (optional position_ids, doc_ids)"},
             {"output", "FILE", "safetensors to write logits float32 [B,T,V]"},
             {"device", "NAME", "cpu (default) or cuda"}},
            /*accepts_overrides=*/false},

@@ -12,7 +12,8 @@ DecoderLayerImpl::DecoderLayerImpl(const config::TextConfig& config, int64_t lay
   } else {
     mlp = register_module("feed_forward", Mlp(config.hidden_size, config.intermediate_size_mlp, options));
   }
-  input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
+  input_layernorm =
+      register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
 }
@@ -54,7 +55,8 @@ at::Tensor TextModelImpl::forward(const at::Tensor& input_ids, const std::option
   return forward_embeds(embed_tokens->forward(input_ids), position_ids, doc_ids);
 }
 
-at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds, const std::optional<at::Tensor>& position_ids,
+at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
+                                         const std::optional<at::Tensor>& position_ids,
                                          const std::optional<at::Tensor>& doc_ids) {
   L4_CHECK(embeds.dim() == 3 && embeds.size(2) == config_.hidden_size,
            "input embeddings must be [batch, seq_len, {}], got shape {}", config_.hidden_size,
@@ -74,7 +76,8 @@ Llama4ForCausalLMImpl::Llama4ForCausalLMImpl(const config::TextConfig& config, c
   lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, tensor_options));
 }
 
-at::Tensor Llama4ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& position_ids,
+at::Tensor Llama4ForCausalLMImpl::forward(const at::Tensor& input_ids,
+                                          const std::optional<at::Tensor>& position_ids,
                                           const std::optional<at::Tensor>& doc_ids) {
   return lm_head->forward(model->forward(input_ids, position_ids, doc_ids));
 }

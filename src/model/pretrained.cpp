@@ -32,7 +32,8 @@ void check_text_weights(const config::TextConfig& config, const checkpoint::Mode
       checkpoint::compare_weights(weights.source(), weights.layout(), expected_text_tensors(config));
   auto& unexpected = report.unexpected;
   const size_t before = unexpected.size();
-  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(), is_multimodal_only), unexpected.end());
+  unexpected.erase(std::remove_if(unexpected.begin(), unexpected.end(), is_multimodal_only),
+                   unexpected.end());
   L4_CHECK(report.ok(), "weights in {} do not fit the {} model: {}", weights.source().dir(),
            checkpoint::layout_name(checkpoint::HfLayout::kCausalLM), report.describe());
   if (before != unexpected.size()) {

@@ -61,7 +61,8 @@ TEST_P(ModelParity, LogitsLossAndGradientsMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, ModelParity,
-                         ::testing::Values("moe_every_layer", "interleave_llama3", "mixed_top2", "long_chunk"));
+                         ::testing::Values("moe_every_layer", "interleave_llama3", "mixed_top2",
+                                           "long_chunk"));
 
 TEST(ModelParity, PackedDocumentsMatchEachDocumentAlone) {
   const std::string dir = kData + "moe_every_layer";
