@@ -2,11 +2,15 @@
 // loss and gradients, and a packed row of two documents against HF run on each document alone.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "checkpoint/safetensors.h"
+#include "checkpoint/weight_source.h"
+#include "core/error.h"
 #include "model/loss.h"
 #include "model/pretrained.h"
 #include "model/rope.h"
@@ -89,6 +93,36 @@ TEST(ModelParity, ParameterNamesEqualTheCheckpoints) {
   std::sort(ours.begin(), ours.end());
   std::sort(theirs.begin(), theirs.end());
   EXPECT_EQ(ours, theirs);
+}
+
+// A checkpoint with one tensor missing, one unknown and one misshapen: one error names all three, and
+// nothing is loaded.
+TEST(ModelParity, LoadingReportsMissingUnexpectedAndMisshapenTensors) {
+  namespace fs = std::filesystem;
+  const std::string src = kData + "long_chunk/model";
+  const fs::path dir = fs::temp_directory_path() / ("l4_bad_weights_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(src + "/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  const auto weights = checkpoint::SafetensorsFile::open(src + "/model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& entry : weights->entries()) {
+    if (entry.name == "model.layers.1.self_attn.o_proj.weight") continue;
+    at::Tensor t = weights->load(entry.name);
+    if (entry.name == "model.layers.0.feed_forward.router.weight") t = t.narrow(0, 0, 3).contiguous();
+    tensors.emplace_back(entry.name, t);
+  }
+  tensors.emplace_back("model.layers.9.extra.weight", torch::zeros({2}));
+  checkpoint::save_hf_weights(dir.string(), tensors);
+  try {
+    load_pretrained_text(dir.string());
+    ADD_FAILURE() << "loading a bad checkpoint succeeded";
+  } catch (const l4::Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("model.layers.1.self_attn.o_proj.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("model.layers.9.extra.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("model.layers.0.feed_forward.router.weight"), std::string::npos) << message;
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
