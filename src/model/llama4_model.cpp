@@ -71,6 +71,8 @@ at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
 Llama4ForCausalLMImpl::Llama4ForCausalLMImpl(const config::TextConfig& config, const ModelOptions& options)
     : config_(config) {
   config_.resolve();
+  L4_CHECK(!config_.tie_word_embeddings,
+           "model config: tie_word_embeddings=true is not supported (Llama 4 has an untied lm_head)");
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype).device(options.device);
   model = register_module("model", TextModel(config_, tensor_options));
   lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, tensor_options));
@@ -99,6 +101,9 @@ void Llama4ForCausalLMImpl::reset_parameters(const std::optional<uint64_t>& seed
       p.normal_(0.0, config_.initializer_range);
     }
   }
+  // nn.Embedding(padding_idx=pad_token_id) starts with a zero row, as in HF.
+  const auto pad = config_.pad_token_id;
+  if (pad && *pad >= 0 && *pad < config_.vocab_size) model->embed_tokens->weight[*pad].zero_();
 }
 
 void Llama4ForCausalLMImpl::set_router_loss(const RouterLossOptions& options) {
