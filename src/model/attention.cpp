@@ -17,12 +17,14 @@ at::Tensor document_offsets(const at::Tensor& doc_ids) {
   return index - start;
 }
 
-AttentionContext::AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq, int64_t batch,
-                                   int64_t seq_len, const at::Device& device,
+AttentionContext::AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq,
+                                   int64_t batch, int64_t seq_len, const at::Device& device,
                                    const std::optional<at::Tensor>& position_ids,
                                    const std::optional<at::Tensor>& doc_ids)
     : batch_(batch), seq_len_(seq_len) {
-  if (config.attention_chunk_size && *config.attention_chunk_size > 0) chunk_size_ = *config.attention_chunk_size;
+  if (config.attention_chunk_size && *config.attention_chunk_size > 0) {
+    chunk_size_ = *config.attention_chunk_size;
+  }
   const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
   if (doc_ids && doc_ids->defined()) {
     L4_CHECK(doc_ids->dim() == 2 && doc_ids->size(0) == batch && doc_ids->size(1) == seq_len,
@@ -43,10 +45,9 @@ AttentionContext::AttentionContext(const config::TextConfig& config, const at::T
   }
   rope_ = rope_tables(inv_freq, positions);
   if (config.attn_temperature_tuning) {
-    temperature_ = (torch::log1p(torch::floor((offsets_.to(torch::kFloat) + 1.0) / double(config.floor_scale))) *
-                        config.attn_scale +
-                    1.0)
-                       .view({batch, seq_len, 1, 1});
+    // Same float32 operations as HF: log1p(floor((p + 1) / floor_scale)) * attn_scale + 1.
+    const at::Tensor floors = torch::floor((offsets_.to(torch::kFloat) + 1.0) / double(config.floor_scale));
+    temperature_ = (torch::log1p(floors) * config.attn_scale + 1.0).view({batch, seq_len, 1, 1});
   }
 }
 
@@ -106,7 +107,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return pad ? unfolded.narrow(1, 0, seq_len) : unfolded;
 }
 
-AttentionImpl::AttentionImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options)
+AttentionImpl::AttentionImpl(const config::TextConfig& config, int64_t layer,
+                             const at::TensorOptions& options)
     : use_rope(config.is_rope_layer(layer)),
       use_qk_norm(config.use_qk_norm && use_rope),
       temperature_tuning(config.attn_temperature_tuning && !use_rope),

@@ -12,7 +12,8 @@ DecoderLayerImpl::DecoderLayerImpl(const config::TextConfig& config, int64_t lay
   } else {
     mlp = register_module("feed_forward", Mlp(config.hidden_size, config.intermediate_size_mlp, options));
   }
-  input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
+  input_layernorm =
+      register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
 }
@@ -45,14 +46,17 @@ at::Tensor TextModelImpl::forward(const at::Tensor& input_ids, const std::option
   L4_CHECK(input_ids.scalar_type() == at::kLong, "input_ids must be int64, got {}",
            c10::toString(input_ids.scalar_type()));
   if (input_ids.numel() > 0) {
-    const int64_t lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
+    const auto [min_id, max_id] = at::aminmax(input_ids);
+    const at::Tensor range = torch::stack({min_id, max_id}).to(torch::kCPU);  // one device sync
+    const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
     L4_CHECK(lo >= 0 && hi < config_.vocab_size, "input_ids must lie in [0, {}), found values in [{}, {}]",
              config_.vocab_size, lo, hi);
   }
   return forward_embeds(embed_tokens->forward(input_ids), position_ids, doc_ids);
 }
 
-at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds, const std::optional<at::Tensor>& position_ids,
+at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
+                                         const std::optional<at::Tensor>& position_ids,
                                          const std::optional<at::Tensor>& doc_ids) {
   L4_CHECK(embeds.dim() == 3 && embeds.size(2) == config_.hidden_size,
            "input embeddings must be [batch, seq_len, {}], got shape {}", config_.hidden_size,
@@ -67,12 +71,15 @@ at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds, const std::op
 Llama4ForCausalLMImpl::Llama4ForCausalLMImpl(const config::TextConfig& config, const ModelOptions& options)
     : config_(config) {
   config_.resolve();
+  L4_CHECK(!config_.tie_word_embeddings,
+           "model config: tie_word_embeddings=true is not supported (Llama 4 has an untied lm_head)");
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype).device(options.device);
   model = register_module("model", TextModel(config_, tensor_options));
   lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, tensor_options));
 }
 
-at::Tensor Llama4ForCausalLMImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& position_ids,
+at::Tensor Llama4ForCausalLMImpl::forward(const at::Tensor& input_ids,
+                                          const std::optional<at::Tensor>& position_ids,
                                           const std::optional<at::Tensor>& doc_ids) {
   return lm_head->forward(model->forward(input_ids, position_ids, doc_ids));
 }
@@ -94,11 +101,20 @@ void Llama4ForCausalLMImpl::reset_parameters(const std::optional<uint64_t>& seed
       p.normal_(0.0, config_.initializer_range);
     }
   }
+  // nn.Embedding(padding_idx=pad_token_id) starts with a zero row, as in HF.
+  const auto pad = config_.pad_token_id;
+  if (pad && *pad >= 0 && *pad < config_.vocab_size) model->embed_tokens->weight[*pad].zero_();
 }
 
 void Llama4ForCausalLMImpl::set_router_loss(const RouterLossOptions& options) {
   for (auto& layer : model->decoder_layers) {
     if (layer->moe) layer->moe->loss_options = options;
+  }
+}
+
+void Llama4ForCausalLMImpl::set_expert_runner(const ExpertRunner& runner) {
+  for (auto& layer : model->decoder_layers) {
+    if (layer->moe) layer->moe->expert_runner = runner;
   }
 }
 

@@ -36,10 +36,12 @@ class TextModelImpl : public torch::nn::Module {
   TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options);
   // input_ids [B, T] int64; position_ids [B, T] (default: index within the document); doc_ids [B, T]
   // (packed sequences: attention stays within equal ids).
-  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& position_ids = std::nullopt,
+  at::Tensor forward(const at::Tensor& input_ids,
+                     const std::optional<at::Tensor>& position_ids = std::nullopt,
                      const std::optional<at::Tensor>& doc_ids = std::nullopt);
   // The same from input embeddings [B, T, D] (early fusion puts image features into them first).
-  at::Tensor forward_embeds(const at::Tensor& embeds, const std::optional<at::Tensor>& position_ids = std::nullopt,
+  at::Tensor forward_embeds(const at::Tensor& embeds,
+                            const std::optional<at::Tensor>& position_ids = std::nullopt,
                             const std::optional<at::Tensor>& doc_ids = std::nullopt);
 
   Embedding embed_tokens{nullptr};
@@ -64,9 +66,11 @@ class Llama4ForCausalLMImpl : public torch::nn::Module {
   Llama4ForCausalLMImpl(const config::TextConfig& config, const ModelOptions& options = {});
 
   // Logits [B, T, V] in the model dtype.
-  at::Tensor forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& position_ids = std::nullopt,
+  at::Tensor forward(const at::Tensor& input_ids,
+                     const std::optional<at::Tensor>& position_ids = std::nullopt,
                      const std::optional<at::Tensor>& doc_ids = std::nullopt);
-  at::Tensor forward_embeds(const at::Tensor& embeds, const std::optional<at::Tensor>& position_ids = std::nullopt,
+  at::Tensor forward_embeds(const at::Tensor& embeds,
+                            const std::optional<at::Tensor>& position_ids = std::nullopt,
                             const std::optional<at::Tensor>& doc_ids = std::nullopt);
 
   // HF-style initialisation: normal(0, initializer_range) for matrices and experts, ones for norms.
@@ -74,6 +78,8 @@ class Llama4ForCausalLMImpl : public torch::nn::Module {
 
   // Router load balancing (off by default) and metrics of the last forward pass.
   void set_router_loss(const RouterLossOptions& options);
+  // Replaces the local expert computation of every MoE layer (default: run_experts).
+  void set_expert_runner(const ExpertRunner& runner);
   // Sum over MoE layers of their weighted router losses; undefined when disabled.
   at::Tensor router_loss() const;
   // One int64 [E] tensor per MoE layer, in layer order: (token, slot) pairs routed to each expert.

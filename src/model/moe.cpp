@@ -36,7 +36,8 @@ namespace {
 // backward is an index_add, slow on the CPU).
 class PermuteRows : public torch::autograd::Function<PermuteRows> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& perm,
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& perm,
                             const at::Tensor& inverse) {
     ctx->saved_data["inverse"] = inverse;
     return x.index_select(0, perm);
@@ -51,7 +52,8 @@ class PermuteRows : public torch::autograd::Function<PermuteRows> {
 
 ExpertsImpl::ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermediate,
                          const at::TensorOptions& options) {
-  gate_up_proj = register_parameter("gate_up_proj", torch::empty({num_experts, hidden, 2 * intermediate}, options));
+  gate_up_proj =
+      register_parameter("gate_up_proj", torch::empty({num_experts, hidden, 2 * intermediate}, options));
   down_proj = register_parameter("down_proj", torch::empty({num_experts, intermediate, hidden}, options));
 }
 
@@ -81,13 +83,14 @@ at::Tensor MoeImpl::forward(const at::Tensor& x) {
   // Sort the pairs by expert (stable: tokens stay in order within an expert).
   const at::Tensor pair_expert = top_experts.reshape({-1});
   const at::Tensor order = pair_expert.argsort(/*stable=*/true);
-  const at::Tensor inverse = torch::empty_like(order).scatter_(0, order, torch::arange(n * top_k_, order.options()));
+  const at::Tensor inverse =
+      torch::empty_like(order).scatter_(0, order, torch::arange(n * top_k_, order.options()));
   const at::Tensor counts = torch::bincount(pair_expert, {}, num_experts_);
   const at::Tensor counts_cpu = counts.to(torch::kCPU);
   const std::vector<int64_t> rows_per_expert(counts_cpu.data_ptr<int64_t>(),
                                              counts_cpu.data_ptr<int64_t>() + num_experts_);
   const at::Tensor rows = PermuteRows::apply(pair_rows, order, inverse);
-  const at::Tensor routed = run_experts(rows, rows_per_expert, experts->gate_up_proj, experts->down_proj);
+  const at::Tensor routed = expert_runner(rows, rows_per_expert, experts->gate_up_proj, experts->down_proj);
   at::Tensor routed_pairs = PermuteRows::apply(routed, inverse, order);
   if (top_k_ > 1) routed_pairs = routed_pairs.view({n, top_k_, d}).sum(1);
   const at::Tensor out = shared_expert->forward(flat) + routed_pairs;

@@ -10,6 +10,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "config/model_arch.h"
@@ -22,6 +23,12 @@ namespace l4::model {
 // this seam (exchange rows, run the owned experts here, exchange back).
 at::Tensor run_experts(const at::Tensor& rows_sorted_by_expert, const std::vector<int64_t>& rows_per_expert,
                        const at::Tensor& gate_up_proj, const at::Tensor& down_proj);
+
+// Signature of run_experts; a MoE layer calls whichever runner it is given (expert parallelism swaps in one
+// that exchanges rows between ranks around the local computation).
+using ExpertRunner = std::function<at::Tensor(const at::Tensor& rows_sorted_by_expert,
+                                              const std::vector<int64_t>& rows_per_expert,
+                                              const at::Tensor& gate_up_proj, const at::Tensor& down_proj)>;
 
 // Router load-balancing terms; both off (0) by default.
 struct RouterLossOptions {
@@ -51,6 +58,7 @@ class MoeImpl : public torch::nn::Module {
   int64_t top_k() const { return top_k_; }
 
   RouterLossOptions loss_options;
+  ExpertRunner expert_runner = run_experts;
   at::Tensor last_expert_counts;  // int64 [E]: (token, slot) pairs routed to each expert by the last call
   at::Tensor last_router_loss;    // float32 scalar, weighted by the coefficients; undefined when both are 0
 

@@ -11,7 +11,8 @@ at::Tensor rope_inv_freq(const config::TextConfig& config) {
   const int64_t dim = config.resolved_head_dim();
   L4_CHECK(dim % 2 == 0, "model config: head_dim must be even for RoPE, got {}", dim);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
-  const at::Tensor exponents = torch::arange(0, dim, 2, torch::TensorOptions().dtype(torch::kLong)).to(f32) / dim;
+  const at::Tensor exponents =
+      torch::arange(0, dim, 2, torch::TensorOptions().dtype(torch::kLong)).to(f32) / dim;
   at::Tensor inv_freq = 1.0 / torch::pow(rope.rope_theta, exponents);
   if (rope.rope_type == "default") return inv_freq;
   L4_CHECK(rope.rope_type == "llama3",

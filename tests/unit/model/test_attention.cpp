@@ -74,8 +74,8 @@ TEST_P(ChunkedAttention, MatchesFixedChunkCausalDefinition) {
 
 // Ragged tail, exact multiple, one chunk, chunk of 1.
 INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedAttention,
-                         ::testing::Values(std::make_tuple(11, 4), std::make_tuple(12, 4), std::make_tuple(5, 8),
-                                           std::make_tuple(6, 1)));
+                         ::testing::Values(std::make_tuple(11, 4), std::make_tuple(12, 4),
+                                           std::make_tuple(5, 8), std::make_tuple(6, 1)));
 
 TEST(Attention, PackedDocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart) {
   const int64_t seq_len = 10, chunk = 3;
@@ -92,7 +92,8 @@ TEST(Attention, PackedDocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart)
                               1e-5, 1e-5));
   const at::Tensor chunked = causal_attention(x.q, x.k, x.v, context, true, 0.5);
   const at::Tensor want = reference_attention(x.q, x.k, x.v, 0.5, [&](int64_t b, int64_t q, int64_t k) {
-    return same_doc(b, q, k) && offsets[b][q].item<int64_t>() / chunk == offsets[b][k].item<int64_t>() / chunk;
+    return same_doc(b, q, k) &&
+           offsets[b][q].item<int64_t>() / chunk == offsets[b][k].item<int64_t>() / chunk;
   });
   EXPECT_TRUE(torch::allclose(chunked.to(torch::kDouble), want, 1e-5, 1e-5));
 }

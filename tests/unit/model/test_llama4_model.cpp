@@ -32,12 +32,14 @@ TEST(Llama4Model, ParameterNamesFollowHuggingFace) {
        {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
         "model.layers.0.feed_forward.up_proj.weight",
         "model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj",
-        "model.layers.1.feed_forward.router.weight", "model.layers.1.feed_forward.shared_expert.down_proj.weight",
+        "model.layers.1.feed_forward.router.weight",
+        "model.layers.1.feed_forward.shared_expert.down_proj.weight",
         "model.layers.3.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"}) {
     EXPECT_NE(params.find(name), nullptr) << name;
   }
-  EXPECT_EQ(params["model.layers.1.feed_forward.experts.gate_up_proj"].sizes(), (std::vector<int64_t>{3, 16, 16}));
-  EXPECT_EQ(params["model.layers.1.feed_forward.experts.down_proj"].sizes(), (std::vector<int64_t>{3, 8, 16}));
+  const std::string experts = "model.layers.1.feed_forward.experts.";
+  EXPECT_EQ(params[experts + "gate_up_proj"].sizes(), (std::vector<int64_t>{3, 16, 16}));
+  EXPECT_EQ(params[experts + "down_proj"].sizes(), (std::vector<int64_t>{3, 8, 16}));
   // Dense layers: 2 norms + 4 attention + 3 MLP; MoE layers: 2 + 4 + 2 experts + router + 3 shared;
   // then embed, norm, head.
   EXPECT_EQ(params.size(), 2u * 9 + 2u * 12 + 3);
@@ -67,6 +69,22 @@ TEST(Llama4Model, Bfloat16ForwardStaysBfloat16AndCloseToFloat32) {
   const at::Tensor got = model->forward(ids);
   EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
   EXPECT_LT((got.to(torch::kFloat) - want).abs().max().item<double>(), 0.05);
+}
+
+TEST(Llama4Model, ExpertRunnerSeamSeesEveryMoeLayer) {
+  Llama4ForCausalLM model(tiny());
+  model->reset_parameters(3);
+  const at::Tensor ids = torch::randint(0, 50, {2, 5}, torch::kLong);
+  const at::Tensor want = model->forward(ids);
+  int calls = 0;
+  model->set_expert_runner([&](const at::Tensor& rows, const std::vector<int64_t>& counts,
+                               const at::Tensor& gate_up, const at::Tensor& down) {
+    ++calls;
+    EXPECT_EQ(rows.size(0), 10);
+    return run_experts(rows, counts, gate_up, down);
+  });
+  EXPECT_TRUE(torch::equal(model->forward(ids), want));
+  EXPECT_EQ(calls, 2);
 }
 
 TEST(Llama4Model, RejectsOutOfRangeIds) {

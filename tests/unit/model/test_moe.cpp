@@ -61,7 +61,8 @@ TEST(Moe, RunExpertsSkipsEmptyExperts) {
   const at::Tensor gu = rows.matmul(gate_up[1]);
   const at::Tensor want = (at::silu(gu.narrow(1, 0, 3)) * gu.narrow(1, 3, 3)).matmul(down[1]);
   EXPECT_TRUE(torch::allclose(out, want));
-  EXPECT_EQ(run_experts(rows.narrow(0, 0, 0), {0, 0, 0}, gate_up, down).sizes(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run_experts(rows.narrow(0, 0, 0), {0, 0, 0}, gate_up, down).sizes(),
+            (std::vector<int64_t>{0, 4}));
 }
 
 TEST(Moe, RouterLossesFollowTheirFormulas) {
@@ -70,7 +71,8 @@ TEST(Moe, RouterLossesFollowTheirFormulas) {
   const at::Tensor x = torch::randn({8, 12});
   moe->forward(x);
   const at::Tensor logits = moe->router->forward(x).detach();
-  const at::Tensor counts = torch::bincount(std::get<1>(logits.topk(2, 1)).flatten(), {}, 5).to(torch::kFloat);
+  const at::Tensor chosen = std::get<1>(logits.topk(2, 1)).flatten();
+  const at::Tensor counts = torch::bincount(chosen, {}, 5).to(torch::kFloat);
   const double aux = 5 * ((counts / 16.0) * torch::softmax(logits, -1).mean(0)).sum().item<double>();
   const double z = torch::logsumexp(logits, -1).pow(2).mean().item<double>();
   EXPECT_NEAR(moe->last_router_loss.item<double>(), 0.5 * aux + 0.25 * z, 1e-5);
