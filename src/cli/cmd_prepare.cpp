@@ -212,9 +212,9 @@ int run_prepare(const ParsedArgs& args) {
   const data::PrepareReport r = data::prepare_dataset(opt, encoder, comm);
   if (comm.rank() != 0) return 0;
   std::string out = fmt::format(
-      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.2f} MB/s): {} tokens\n",
-      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.input_bytes / 1e6 / std::max(r.seconds, 1e-9),
-      r.tokens);
+      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.0f} records/s, {:.2f} MB/s): {} tokens\n",
+      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.records / std::max(r.seconds, 1e-9),
+      r.input_bytes / 1e6 / std::max(r.seconds, 1e-9), r.tokens);
   if (opt.eval_dir.empty()) {
     out += fmt::format("  {} documents -> {}\n", r.train_documents, opt.train_dir);
   } else {
