@@ -196,6 +196,15 @@ TEST(ShardedLoader, ResumeMidEpochOnDifferentWorldSizes) {
   }
 }
 
+TEST(ShardedLoader, StateBeyondTheEpochIsRejected) {
+  const Fixture& f = dataset_with_images();
+  ShardedLoader loader(options_for(f.dir, 0, 1, 4, 4));
+  LoaderState bad;
+  bad.cursor = static_cast<int64_t>(loader.rows_in_epoch(0)) + 1;
+  EXPECT_THROW(loader.restore(bad), l4::Error);
+  EXPECT_NE(loader.state().to_json().dump().find("seq_len=32"), std::string::npos);
+}
+
 TEST(ShardedLoader, GlobalLossTokensAreTheSumOverRanks) {
   const Fixture& f = dataset_with_images();
   ShardedLoader a(options_for(f.dir, 0, 2, 4, 1)), b(options_for(f.dir, 1, 2, 4, 1));
