@@ -143,7 +143,13 @@ def size_sweep(out):
     while len(sizes) < 800:
         h, w = (int(np.exp(rs.uniform(0, np.log(6000)))) for _ in range(2))
         sizes.add((max(h, 1), max(w, 1)))
-    # Sizes where h * (canvas / w) lands on or next to an integer, so float32 vs float64 rounding matters.
+    # Sizes whose resize target differs between float32 and float64 arithmetic (found by search): HF computes
+    # some of the scales as float32 tensors, and these pin that down.
+    for h, w in [(400, 4700), (480, 5800), (552, 4876), (552, 5612), (585, 5655), (608, 5624), (616, 5984),
+                 (639, 5751), (780, 4608), (831, 4986), (1036, 2960), (1152, 3504)]:
+        sizes.add((h, w))
+        sizes.add((w, h))
+    # Sizes where h * (canvas / w) lands on or next to an integer.
     for w in (7, 49, 97, 700, 703, 999, 1001, 2000, 3001):
         for k in range(1, 8):
             h = (k * w) // 3 + 1
