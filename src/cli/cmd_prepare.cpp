@@ -221,6 +221,10 @@ int run_prepare(const ParsedArgs& args) {
     out += fmt::format("  train: {} documents -> {}\n  eval:  {} documents -> {}\n", r.train_documents,
                        opt.train_dir, r.eval_documents, opt.eval_dir);
   }
+  if (!opt.eval_dir.empty() && r.eval_documents == 0) {
+    out += fmt::format("  warning: no record fell into the eval split (eval_fraction {}): {} is empty\n",
+                       opt.eval_fraction, opt.eval_dir);
+  }
   if (r.skipped > 0) {
     out += fmt::format("  skipped {} bad record(s) (data.skip_bad_records), e.g.:\n", r.skipped);
     for (const std::string& e : r.skipped_examples) out += "    " + e + "\n";
