@@ -13,6 +13,9 @@
 #include "core/strings.h"
 #include "data/prepare.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image_decode.h"
+#include "vision/image_preprocess.h"
+#include "vision/image_tokens.h"
 
 namespace l4::cli {
 namespace {
@@ -54,10 +57,31 @@ class MpiPrepareComm : public data::PrepareComm {
   int rank_ = 0, size_ = 1;
 };
 
-// Image file -> tiles and tokens. The vision tiling (src/vision) is not part of this build yet.
-data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer&, const config::VisionConfig&) {
-  return [](const std::string& path) -> data::EncodedImage {
-    L4_FAIL("image '{}': images are not supported yet (the vision tiling is not built in)", path);
+// Image file -> uint8 tiles (HF Llama4ImageProcessor tiling) and the tokens standing for it.
+data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer& tok, const config::VisionConfig& vision) {
+  L4_CHECK(vision.image_size == data::kTileSize,
+           "vision_config.image_size is {}, but prepared datasets store {}x{} tiles", vision.image_size,
+           data::kTileSize, data::kTileSize);
+  const vision::ImageTokenIds ids = vision::ImageTokenIds::from_lookup([&](const std::string& name) -> int64_t {
+    const auto id = tok.special_id(name);
+    return id ? *id : -1;
+  });
+  const vision::PreprocessOptions preprocess = vision::PreprocessOptions::from_config(vision);
+  const int64_t patches = vision::patches_per_tile(vision);
+  const std::string tok_path = tok.path();
+  return [ids, preprocess, patches, tok_path](const std::string& path) {
+    L4_CHECK(ids.image_start >= 0 && ids.image_end >= 0 && ids.image >= 0 && ids.patch >= 0 &&
+                 ids.tile_x_separator >= 0 && ids.tile_y_separator >= 0,
+             "{}: the tokenizer lacks the Llama 4 image tokens", tok_path);
+    const vision::ImageTiles tiles = vision::tile_image(vision::load_image(path), preprocess);
+    data::EncodedImage out;
+    out.grid_rows = static_cast<uint64_t>(tiles.grid.rows);
+    out.grid_cols = static_cast<uint64_t>(tiles.grid.cols);
+    const at::Tensor t = tiles.tiles.contiguous();
+    const auto* bytes = static_cast<const uint8_t*>(t.data_ptr());
+    out.tiles.assign(bytes, bytes + t.numel());
+    for (int64_t id : vision::image_token_layout(tiles.grid, patches, ids)) out.tokens.push_back(static_cast<int32_t>(id));
+    return out;
   };
 }
 
@@ -188,14 +212,18 @@ int run_prepare(const ParsedArgs& args) {
   const data::PrepareReport r = data::prepare_dataset(opt, encoder, comm);
   if (comm.rank() != 0) return 0;
   std::string out = fmt::format(
-      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.2f} MB/s): {} tokens\n",
-      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.input_bytes / 1e6 / std::max(r.seconds, 1e-9),
-      r.tokens);
+      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.0f} records/s, {:.2f} MB/s): {} tokens\n",
+      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.records / std::max(r.seconds, 1e-9),
+      r.input_bytes / 1e6 / std::max(r.seconds, 1e-9), r.tokens);
   if (opt.eval_dir.empty()) {
     out += fmt::format("  {} documents -> {}\n", r.train_documents, opt.train_dir);
   } else {
     out += fmt::format("  train: {} documents -> {}\n  eval:  {} documents -> {}\n", r.train_documents,
                        opt.train_dir, r.eval_documents, opt.eval_dir);
+  }
+  if (!opt.eval_dir.empty() && r.eval_documents == 0) {
+    out += fmt::format("  warning: no record fell into the eval split (eval_fraction {}): {} is empty\n",
+                       opt.eval_fraction, opt.eval_dir);
   }
   if (r.skipped > 0) {
     out += fmt::format("  skipped {} bad record(s) (data.skip_bad_records), e.g.:\n", r.skipped);

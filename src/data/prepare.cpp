@@ -191,7 +191,13 @@ FileResult process_file(size_t index, const PrepareOptions& opt, const DocumentE
       } else if (opt.format == "jsonl") {
         doc = encoder.encode_text(parse_text_record(record));
       } else {
-        doc = encoder.encode_chat(parse_chat_record(record, base_dir));
+        const std::vector<ChatTurn> turns = parse_chat_record(record, base_dir);
+        for (const ChatTurn& t : turns) {
+          for (const ChatPart& p : t.parts) {
+            if (p.is_image) bytes += static_cast<int64_t>(fs::file_size(p.image_path));
+          }
+        }
+        doc = encoder.encode_chat(turns);
       }
       L4_CHECK(!doc->tokens.empty(), "empty document");
     } catch (const l4::Error& e) {

@@ -83,7 +83,7 @@ struct PrepareOptions {
 
 struct PrepareReport {
   int64_t records = 0, skipped = 0, train_documents = 0, eval_documents = 0, tokens = 0;
-  int64_t input_bytes = 0;
+  int64_t input_bytes = 0;  // records and the image files they name
   double seconds = 0.0;
   std::vector<std::string> skipped_examples;  // "file:line: problem", the first few
 };

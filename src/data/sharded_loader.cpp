@@ -13,6 +13,7 @@
 #include "config/recipe.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/log.h"
 #include "data/dataset_reader.h"
 
 namespace l4::data {
@@ -22,6 +23,7 @@ LoaderState LoaderState::from_json(const nlohmann::json& j) {
   try {
     s.epoch = j.at("epoch").get<int64_t>();
     s.cursor = j.at("cursor").get<int64_t>();
+    s.fingerprint = j.value("fingerprint", "");
   } catch (const nlohmann::json::exception& e) {
     L4_FAIL("loader state: expected {{\"epoch\": N, \"cursor\": N}}: {}", e.what());
   }
@@ -55,6 +57,7 @@ struct ShardedLoader::Impl {
   std::exception_ptr error;
   bool stop = false, producer_done = false;
   LoaderState producer_pos, consumer_pos;
+  std::string fingerprint;
   std::thread worker;
 
   std::shared_ptr<const EpochPlan> plan(int64_t epoch) const {
@@ -271,6 +274,9 @@ ShardedLoader::ShardedLoader(LoaderOptions options) : impl_(std::make_unique<Imp
            "{}: prepared with a different tokenizer (sha256 {}, the recipe's is {}); re-run llama4 prepare",
            s.options.path, sha, s.options.expected_tokenizer_sha256);
   s.pad_id = s.reader->tokenizer().pad_id;
+  s.fingerprint = fmt::format("docs={} tokens={} seq_len={} pack={} shuffle={} seed={}", s.reader->num_docs(),
+                              s.reader->num_tokens(), s.options.seq_len, s.options.pack, s.options.shuffle,
+                              s.options.seed);
   s.patch_id = s.reader->tokenizer().patch_id;
   s.start();
 }
@@ -323,12 +329,28 @@ StepBatch ShardedLoader::next_step() {
   return step;
 }
 
-LoaderState ShardedLoader::state() const { return impl_->consumer_pos; }
+LoaderState ShardedLoader::state() const {
+  LoaderState s = impl_->consumer_pos;
+  s.fingerprint = impl_->fingerprint;
+  return s;
+}
 
 void ShardedLoader::restore(const LoaderState& state) {
-  impl_->halt();
-  impl_->consumer_pos = state;
-  impl_->start();
+  Impl& s = *impl_;
+  L4_CHECK(state.epoch >= 0 && state.cursor >= 0, "loader state: epoch and cursor must be >= 0");
+  L4_CHECK(static_cast<uint64_t>(state.cursor) <= rows_in_epoch(state.epoch),
+           "{}: loader state cursor {} is beyond the {} rows of epoch {} (was the dataset re-prepared, or "
+           "data.seq_len / data.pack changed?)",
+           s.options.path, state.cursor, rows_in_epoch(state.epoch), state.epoch);
+  if (!state.fingerprint.empty() && state.fingerprint != s.fingerprint) {
+    L4_LOG_WARN("{}: resuming the data stream with different data or settings ({} -> {}); the order of rows "
+                "will not continue exactly",
+                s.options.path, state.fingerprint, s.fingerprint);
+  }
+  s.halt();
+  s.consumer_pos = state;
+  s.consumer_pos.fingerprint.clear();
+  s.start();
 }
 
 uint64_t ShardedLoader::num_documents() const { return impl_->reader->num_docs(); }

@@ -49,7 +49,10 @@ LoaderOptions loader_options_from_recipe(const l4::config::Recipe& recipe, bool 
 struct LoaderState {
   int64_t epoch = 0;
   int64_t cursor = 0;  // rows of `epoch` already consumed
-  nlohmann::json to_json() const { return {{"epoch", epoch}, {"cursor", cursor}}; }
+  // What the row stream depends on (documents, tokens, seq_len, pack, shuffle, seed); a resume with a
+  // different one is not exact and is warned about. Empty: unknown.
+  std::string fingerprint;
+  nlohmann::json to_json() const { return {{"epoch", epoch}, {"cursor", cursor}, {"fingerprint", fingerprint}}; }
   static LoaderState from_json(const nlohmann::json& j);
   bool operator==(const LoaderState& o) const { return epoch == o.epoch && cursor == o.cursor; }
 };

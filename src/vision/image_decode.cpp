@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "vision/exif_orientation.h"
 #include "vision/png_check.h"
 
 #define STB_IMAGE_IMPLEMENTATION
@@ -33,7 +34,7 @@ std::string stb_reason() {
 
 }  // namespace
 
-Image decode_image(std::string_view bytes, const std::string& name, int64_t max_pixels) {
+Image decode_image(std::string_view bytes, const std::string& name, const DecodeOptions& options) {
   L4_CHECK(!bytes.empty(), "{}: empty image file", name);
   const bool png = has_png_signature(bytes);
   L4_CHECK(png || has_jpeg_signature(bytes), "{}: unsupported image format (expected PNG or JPEG)", name);
@@ -54,8 +55,8 @@ Image decode_image(std::string_view bytes, const std::string& name, int64_t max_
   L4_CHECK(stbi_info_from_memory(data, length, &width, &height, &channels), "{}: corrupt {} image: {}", name,
            png ? "PNG" : "JPEG", stb_reason());
   L4_CHECK(width > 0 && height > 0, "{}: zero-size image ({}x{})", name, width, height);
-  L4_CHECK(int64_t{width} * height <= max_pixels, "{}: image of {}x{} pixels exceeds the limit of {} pixels", name,
-           width, height, max_pixels);
+  L4_CHECK(int64_t{width} * height <= options.max_pixels, "{}: image of {}x{} pixels exceeds the limit of {} pixels",
+           name, width, height, options.max_pixels);
 
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, length, &width, &height, &channels, 3),
                                                    stbi_image_free);
@@ -67,13 +68,14 @@ Image decode_image(std::string_view bytes, const std::string& name, int64_t max_
   image.width = width;
   image.rgb.resize(static_cast<size_t>(width) * height * 3);
   std::memcpy(image.rgb.data(), pixels.get(), image.rgb.size());
+  if (options.apply_exif_orientation) apply_exif_orientation(image, exif_orientation(bytes));
   return image;
 }
 
-Image load_image(const std::string& path) {
+Image load_image(const std::string& path, const DecodeOptions& options) {
   L4_CHECK(file_exists(path), "{}: image file not found", path);
   L4_CHECK(!is_directory(path), "{}: is a directory, expected an image file", path);
-  return decode_image(read_file(path), path);
+  return decode_image(read_file(path), path, options);
 }
 
 }  // namespace l4::vision

@@ -11,8 +11,10 @@ mkdir -p "$OUT/in"
 for f in web_bible_en reina_valera_1909_es python_docs_en; do
   head -c 150000 "$L4_SOURCE_DIR/data/corpus/$f.txt" >"$OUT/in/$f.txt"
 done
-grep -v '"type": "image"' "$L4_SOURCE_DIR/data/domain/train.jsonl" | head -n 150 >"$OUT/in/chat_a.jsonl"
-grep -v '"type": "image"' "$L4_SOURCE_DIR/data/domain/eval.jsonl" | head -n 40 >"$OUT/in/chat_b.jsonl"
+# Chats with images (paths relative to the JSONL file).
+ln -s "$L4_SOURCE_DIR/data/domain/images" "$OUT/in/images"
+sed -n 1,60p "$L4_SOURCE_DIR/data/domain/train.jsonl" >"$OUT/in/chat_a.jsonl"
+sed -n 1,20p "$L4_SOURCE_DIR/data/domain/eval.jsonl" >"$OUT/in/chat_b.jsonl"
 
 prepare() {  # prepare NAME ARGS...
   local name=$1
@@ -24,7 +26,7 @@ for kind in text chat; do
   if [[ $kind == text ]]; then
     INPUTS="--shard-mb 0.25 --input $OUT/in/web_bible_en.txt $OUT/in/reina_valera_1909_es.txt $OUT/in/python_docs_en.txt"
   else
-    INPUTS="--shard-mb 0.01 --format chat --input $OUT/in/chat_a.jsonl $OUT/in/chat_b.jsonl"
+    INPUTS="--shard-mb 2 --format chat --input $OUT/in/chat_a.jsonl $OUT/in/chat_b.jsonl"
   fi
   prepare "$kind-np1"
   prepare "$kind-np2" "$MPIEXEC" -np 2 "$@" | tee "$OUT/$kind-np2.log"

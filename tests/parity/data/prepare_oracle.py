@@ -10,6 +10,8 @@ Expected documents:
     <|begin_of_text|>) + <|end_of_text|>, every token a target;
   chat records: transformers apply_chat_template (the Llama 4 template), assistant mask from the same
     template with {% generation %} around assistant turns;
+  chat records with images: transformers Llama4Processor (Llama4ImageProcessor tiling, <|image|>
+    expansion) on the rendered template; the stored uint8 tiles, normalised, against its pixel_values;
   split: FNV-1a 64 + splitmix64 of the record bytes < eval_fraction -> eval (a re-implementation);
   text records: lines up to a blank line or to the first line end after --text-doc-bytes bytes.
 Exits non-zero with a message on any difference.
@@ -28,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "parity", "tokenizer"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "parity", "vision"))
 TOKENIZER_DIR = os.path.join(ROOT, "data", "tokenizer")
 TEXT_DOC_BYTES = 200
 EVAL_FRACTION = 0.3
@@ -71,6 +74,72 @@ CHATS = [
      for i in range(1, 25)]
 
 
+def make_images(inputs):
+    """Small domain-like PNGs (one tile) and two wide/tall ones (several tiles + a global tile)."""
+    from make_domain_data import png_bytes
+    rng = np.random.default_rng(5)
+    names = []
+    for i, (h, w) in enumerate([(128, 128), (96, 160), (240, 500), (700, 200)]):
+        img = np.full((h, w, 3), 255, np.uint8)
+        for _ in range(6):
+            y, x = int(rng.integers(0, h - 20)), int(rng.integers(0, w - 20))
+            img[y:y + 20, x:x + 20] = rng.integers(0, 255, size=3)
+        name = f"images/im{i}.png"
+        os.makedirs(os.path.join(inputs, "images"), exist_ok=True)
+        with open(os.path.join(inputs, name), "wb") as f:
+            f.write(png_bytes(img))
+        names.append(name)
+    return names
+
+
+def image_chats(names):
+    img = lambda n: {"type": "image", "path": n}  # noqa: E731
+    return [
+        [{"role": "user", "content": [img(names[0]), {"type": "text", "text": "How many squares?"}]},
+         {"role": "assistant", "content": "6"}],
+        [{"role": "system", "content": "Be brief."},
+         {"role": "user", "content": [{"type": "text", "text": "Compare "}, img(names[1]), {"type": "text", "text": " and "},
+                                      img(names[2]), {"type": "text", "text": "."}]},
+         {"role": "assistant", "content": "The second is wider."}, {"role": "user", "content": [img(names[3])]},
+         {"role": "assistant", "content": "Tall."}],
+        [{"role": "user", "content": "No image here."}, {"role": "assistant", "content": "Right."}],
+    ]
+
+
+def hf_image_reference(inputs, auto, with_mask, chat_template, messages):
+    """(ids, mask, tiles as float [n,3,336,336], grids) from transformers' Llama4Processor."""
+    from PIL import Image
+    from transformers import Llama4ImageProcessor, Llama4Processor
+    processor = Llama4Processor(image_processor=Llama4ImageProcessor(), tokenizer=auto)
+    hf_msgs = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else
+                [{"type": "image"} if p["type"] == "image" else p for p in m["content"]]} for m in messages]
+    paths = [p["path"] for m in messages if not isinstance(m["content"], str) for p in m["content"]
+             if p["type"] == "image"]
+    text = auto.apply_chat_template(hf_msgs, tokenize=False, chat_template=chat_template)
+    masked = auto.apply_chat_template(hf_msgs, tokenize=True, chat_template=with_mask, return_dict=True,
+                                      return_assistant_tokens_mask=True)
+    if not paths:
+        return list(masked["input_ids"]), list(masked["assistant_masks"]), None, []
+    pil = [Image.open(os.path.join(inputs, p)).convert("RGB") for p in paths]
+    result = processor(text=text, images=pil, return_tensors="pt", add_special_tokens=False)
+    ids = result["input_ids"][0].tolist()
+    grids = Llama4ImageProcessor()(images=pil, return_tensors="pt")["aspect_ratios"].tolist()
+    image_id, start_id, end_id = (auto.convert_tokens_to_ids(t) for t in ("<|image|>", "<|image_start|>", "<|image_end|>"))
+    mask, k = [], 0
+    for t, m in zip(masked["input_ids"], masked["assistant_masks"]):
+        if t != image_id:
+            assert ids[k] == t, "unexpanded and expanded ids disagree"
+            mask.append(m)
+            k += 1
+            continue
+        assert ids[k] == start_id
+        end = ids.index(end_id, k)
+        mask += [0] * (end + 1 - k)
+        k = end + 1
+    assert k == len(ids)
+    return ids, mask, result["pixel_values"].float(), grids
+
+
 def text_records(text):
     records, block = [], ""
     for line in text.split("\n"):
@@ -98,6 +167,8 @@ def main():
     inputs = os.path.join(out, "inputs")
     os.makedirs(inputs, exist_ok=True)
 
+    import torchvision_shim  # the image processor's torchvision kernels; before transformers is imported
+    torchvision_shim.install()
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
     from llama4_special_tokens import LLAMA4_CHAT_TEMPLATE
@@ -122,6 +193,8 @@ def main():
         f.write(TEXT)
     lines = {"jsonl": [json.dumps(r, ensure_ascii=False) for r in JSONL],
              "chat": [json.dumps({"messages": m}, ensure_ascii=False) for m in CHATS]}
+    image_names = make_images(inputs)
+    lines["chat_images"] = [json.dumps({"messages": m}, ensure_ascii=False) for m in image_chats(image_names)]
     for name, ls in lines.items():
         with open(os.path.join(inputs, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             f.write("\n".join(ls) + "\n")
@@ -134,12 +207,14 @@ def main():
         "jsonl": ["--input", os.path.join(inputs, "jsonl.jsonl"), "--format", "jsonl", "--shard-mb", "0.0005"],
         "chat": ["--input", os.path.join(inputs, "chat.jsonl"), "--format", "chat", "--eval-output",
                  os.path.join(out, "chat_eval"), "--eval-fraction", str(EVAL_FRACTION)],
+        "chat_images": ["--input", os.path.join(inputs, "chat_images.jsonl"), "--format", "chat", "--shard-mb", "0.5"],
     }
     for name, extra in runs.items():
         cmd = [args.llama4, "prepare", "--output", os.path.join(out, name), "--tokenizer", tok] + extra
         subprocess.run(cmd, check=True)
 
-    expected = {"text": [], "text_eval": [], "jsonl": [], "chat": [], "chat_eval": []}
+    expected = {"text": [], "text_eval": [], "jsonl": [], "chat": [], "chat_eval": [], "chat_images": []}
+    images = {name: [] for name in expected}  # per document: (float tiles or None, grids)
     for rec in text_records(TEXT):
         split = "text_eval" if record_hash_unit(rec.encode()) < EVAL_FRACTION else "text"
         expected[split].append(encode_text(rec))
@@ -148,12 +223,19 @@ def main():
     for line, messages in zip(lines["chat"], CHATS):
         split = "chat_eval" if record_hash_unit(line.encode()) < EVAL_FRACTION else "chat"
         expected[split].append(encode_chat(messages))
+    for messages in image_chats(image_names):
+        ids, mask, tiles, grids = hf_image_reference(inputs, auto, with_mask, LLAMA4_CHAT_TEMPLATE, messages)
+        expected["chat_images"].append((ids, mask))
+        images["chat_images"].append((tiles, grids))
+    for name in expected:
+        if not images[name]:
+            images[name] = [(None, [])] * len(expected[name])
 
     failures = []
     for name, docs in expected.items():
         ddir = os.path.join(out, name)
         meta = json.load(open(os.path.join(ddir, "meta.json")))
-        tokens, masks, offsets, image_offsets = [], [], [0], [0]
+        tokens, masks, offsets, image_offsets, tiles, grids = [], [], [0], [0], [], []
         for shard in meta["shards"]:
             with h5py.File(os.path.join(ddir, shard["file"]), "r") as f:
                 assert f["tokens"].dtype == np.uint32 and f["loss_mask"].dtype == np.uint8
@@ -163,25 +245,42 @@ def main():
                 masks.append(m)
                 offsets += list(o[1:] + offsets[-1])
                 image_offsets += list(f["image_offsets"][1:] + image_offsets[-1])
+                tiles.append(f["image_tiles"][:])
+                grids += f["image_grids"][:].tolist()
         tokens, masks = np.concatenate(tokens).tolist(), np.concatenate(masks).tolist()
         exp_tokens = [t for ids, _ in docs for t in ids]
         exp_masks = [m for _, mask in docs for m in mask]
         exp_offsets = np.cumsum([0] + [len(ids) for ids, _ in docs]).tolist()
+        exp_tiles = [t for t, _ in images[name] if t is not None]
+        exp_image_offsets = np.cumsum([0] + [0 if t is None else t.shape[0] for t, _ in images[name]]).tolist()
         checks = [("tokens", tokens, exp_tokens), ("loss_mask", masks, exp_masks),
                   ("doc_offsets", [int(v) for v in offsets], exp_offsets),
-                  ("image_offsets", [int(v) for v in image_offsets], [0] * len(exp_offsets)),
+                  ("image_offsets", [int(v) for v in image_offsets], exp_image_offsets),
+                  ("image_grids", grids, [g for _, gs in images[name] for g in gs]),
                   ("num_documents", meta["num_documents"], len(docs))]
         for what, got, want in checks:
             if got != want:
                 first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want))) \
                     if isinstance(got, list) else None
                 failures.append(f"{name}: {what} differs (first difference at {first})")
+        if exp_tiles:
+            import torch
+            ours = torch.from_numpy(np.concatenate(tiles)).float() / 255.0
+            ours = (ours - 0.5) / 0.5
+            theirs = torch.cat(exp_tiles)
+            err = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("inf")
+            print(f"{name}: {theirs.shape[0]} tiles, max |normalised ours - HF pixel_values| = {err:.3g}")
+            if err > 1.0 / 64:  # HF's pixel_values are bfloat16: 2^-7 relative, 8e-3 absolute near 1
+                failures.append(f"{name}: image tiles differ from HF pixel_values by {err}")
         print(f"{name}: {len(docs)} documents, {len(exp_tokens)} tokens, {len(meta['shards'])} shard(s): "
               f"{'ok' if not failures else 'checked'}")
     if sum(len(v) for k, v in expected.items() if k.endswith("_eval")) == 0:
         failures.append("no record went to an eval split: the split is not exercised")
     with open(os.path.join(out, "expected.json"), "w") as f:
-        json.dump({name: [{"tokens": ids, "loss_mask": mask} for ids, mask in docs]
+        json.dump({name: [{"tokens": ids, "loss_mask": mask,
+                           "tiles": 0 if images[name][i][0] is None else int(images[name][i][0].shape[0]),
+                           "grids": images[name][i][1]}
+                          for i, (ids, mask) in enumerate(docs)]
                    for name, docs in expected.items()}, f)
     if failures:
         print("\n".join(failures), file=sys.stderr)

@@ -45,6 +45,16 @@ TEST(DataPrepareParity, LoaderRowsEqualReferenceDocuments) {
         ASSERT_EQ(b.labels[0][i].item<int64_t>(), label) << name << " doc " << index << " token " << i;
         ASSERT_EQ(b.position_ids[0][i].item<int64_t>(), static_cast<int64_t>(i));
       }
+      // Images: all tiles of the document, one <|patch|> slot per vision feature (144 per 336-pixel tile).
+      const int64_t tiles = docs[index]["tiles"].get<int64_t>();
+      EXPECT_EQ(b.pixel_tiles.size(0), tiles) << name << " doc " << index;
+      EXPECT_EQ(b.patch_positions.size(0), tiles * 144) << name << " doc " << index;
+      const auto& grids = docs[index]["grids"];
+      ASSERT_EQ(b.images.size(), grids.size());
+      for (size_t k = 0; k < grids.size(); ++k) {
+        EXPECT_EQ(b.images[k].grid_rows, grids[k][0].get<int64_t>());
+        EXPECT_EQ(b.images[k].grid_cols, grids[k][1].get<int64_t>());
+      }
       ++index;
     }
     EXPECT_EQ(index, docs.size()) << name;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/file_io.h"
 #include "model/vision_encoder.h"
 #include "model/vision_projector.h"

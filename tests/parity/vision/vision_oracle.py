@@ -28,6 +28,7 @@ from PIL import Image  # noqa: E402
 from torchvision.transforms.v2 import functional as tvF  # noqa: E402
 from transformers import Llama4ImageProcessor, Llama4Processor, PreTrainedTokenizerFast  # noqa: E402
 from transformers import Llama4Config, Llama4ForConditionalGeneration  # noqa: E402
+from transformers.image_utils import load_image  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import (  # noqa: E402
     Llama4MultiModalProjector,
     Llama4VisionModel,
@@ -85,15 +86,25 @@ def make_images(out):
     pal = Image.fromarray(noise(60, 80, 23)).quantize(colors=16, method=Image.Quantize.MEDIANCUT)
     pal.info["transparency"] = 3
     cases.append(("palette_trns_60x80", pal, "png"))
+    # EXIF orientations 2..8: transformers' load_image() turns the pixels upright (exif_transpose).
+    for orientation in range(2, 9):
+        cases.append((f"exif{orientation}_9x14", Image.fromarray(noise(9, 14, 30 + orientation)), "png", orientation))
+    cases.append(("exif6_jpeg_120x200", Image.fromarray(smooth(120, 200, 40)), "jpg", 6))
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     written = []
-    for name, img, fmt in cases:
+    for name, img, fmt, *orientation in cases:
         path = os.path.join(out, "images", f"{name}.{fmt}")
+        kwargs = {}
+        if orientation:
+            exif = Image.Exif()
+            exif[0x0112] = orientation[0]
+            kwargs["exif"] = exif.tobytes()
+        if "transparency" in img.info:
+            kwargs["transparency"] = img.info["transparency"]
         if fmt == "png":
-            img.save(path, format="PNG", compress_level=1, **({"transparency": img.info["transparency"]}
-                                            if "transparency" in img.info else {}))
+            img.save(path, format="PNG", compress_level=1, **kwargs)
         else:
-            img.save(path, format="JPEG", quality=92)
+            img.save(path, format="JPEG", quality=92, **kwargs)
         written.append((name, path, fmt))
     del rs
     return written
@@ -104,10 +115,11 @@ def decode_and_preprocess(out, images):
     decode_meta, decode_tensors = [], {}
     pre_meta, pre_tensors = [], {}
     for name, path, fmt in images:
-        pil = Image.open(path)
-        rgb = np.asarray(pil.convert("RGB"))
+        mode = Image.open(path).mode
+        pil = load_image(path)  # what HF does with a file: open, exif_transpose, convert("RGB")
+        rgb = np.asarray(pil)
         decode_meta.append({"name": name, "file": os.path.relpath(path, out), "format": fmt,
-                            "mode": pil.mode, "height": rgb.shape[0], "width": rgb.shape[1]})
+                            "mode": mode, "height": rgb.shape[0], "width": rgb.shape[1]})
         decode_tensors[name] = torch.from_numpy(rgb.copy())
         result = processor(images=[pil], return_tensors="pt")
         pv = result["pixel_values"]
@@ -143,7 +155,13 @@ def size_sweep(out):
     while len(sizes) < 800:
         h, w = (int(np.exp(rs.uniform(0, np.log(6000)))) for _ in range(2))
         sizes.add((max(h, 1), max(w, 1)))
-    # Sizes where h * (canvas / w) lands on or next to an integer, so float32 vs float64 rounding matters.
+    # Sizes whose resize target differs between float32 and float64 arithmetic (found by search): HF computes
+    # some of the scales as float32 tensors, and these pin that down.
+    for h, w in [(400, 4700), (480, 5800), (552, 4876), (552, 5612), (585, 5655), (608, 5624), (616, 5984),
+                 (639, 5751), (780, 4608), (831, 4986), (1036, 2960), (1152, 3504)]:
+        sizes.add((h, w))
+        sizes.add((w, h))
+    # Sizes where h * (canvas / w) lands on or next to an integer.
     for w in (7, 49, 97, 700, 703, 999, 1001, 2000, 3001):
         for k in range(1, 8):
             h = (k * w) // 3 + 1
@@ -222,7 +240,7 @@ def tokens(out, images):
                                      {"type": "image"}, {"type": "image"}, {"type": "text", "text": "too ."}]},
     ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    pil = [Image.open(by_name[n]) for n in chosen]
+    pil = [load_image(by_name[n]) for n in chosen]
     result = processor(text=prompt, images=pil, return_tensors="pt")
     placeholder_ids = tokenizer(prompt)["input_ids"]
     data = {
@@ -279,7 +297,7 @@ def tower(out, images):
     # Two real images: a 2x3 grid (7 tiles) and a single tile.
     processor = Llama4ImageProcessor()
     by_name = {name: path for name, path, _ in images}
-    pil = [Image.open(by_name["landscape_500x700"]), Image.open(by_name["small_200x300"])]
+    pil = [load_image(by_name["landscape_500x700"]), load_image(by_name["small_200x300"])]
     pre = processor(images=pil, return_tensors="pt")
     pixel_values = pre["pixel_values"].float()
 

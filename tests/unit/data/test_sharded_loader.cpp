@@ -196,6 +196,15 @@ TEST(ShardedLoader, ResumeMidEpochOnDifferentWorldSizes) {
   }
 }
 
+TEST(ShardedLoader, StateBeyondTheEpochIsRejected) {
+  const Fixture& f = dataset_with_images();
+  ShardedLoader loader(options_for(f.dir, 0, 1, 4, 4));
+  LoaderState bad;
+  bad.cursor = static_cast<int64_t>(loader.rows_in_epoch(0)) + 1;
+  EXPECT_THROW(loader.restore(bad), l4::Error);
+  EXPECT_NE(loader.state().to_json().dump().find("seq_len=32"), std::string::npos);
+}
+
 TEST(ShardedLoader, GlobalLossTokensAreTheSumOverRanks) {
   const Fixture& f = dataset_with_images();
   ShardedLoader a(options_for(f.dir, 0, 2, 4, 1)), b(options_for(f.dir, 1, 2, 4, 1));
@@ -341,6 +350,31 @@ TEST(ShardedLoader, ThroughputReport) {
   std::printf("[throughput] loader: %.0f tokens/s (seq_len 512, global batch 8, %lld tokens)\n", tokens / secs,
               static_cast<long long>(tokens));
   RecordProperty("tokens_per_s", static_cast<int>(tokens / secs));
+}
+
+TEST(ShardedLoader, ThroughputReportWithImages) {
+  SyntheticSpec spec;
+  spec.docs = 300;
+  spec.min_len = 20;
+  spec.max_len = 400;
+  spec.images_every = 2;
+  spec.image_tokens = 150;
+  const std::string dir = fresh_dir("throughput_images");
+  testing::write_dataset(dir, make_documents(spec), 64 << 20);
+  LoaderOptions o = options_for(dir, 0, 1, 8, 4);
+  o.seq_len = 512;
+  ShardedLoader loader(o);
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t tokens = 0, tiles = 0;
+  for (int s = 0; s < 20; ++s) {
+    for (const Batch& b : loader.next_step().micro) {
+      tokens += b.input_ids.numel();
+      tiles += b.pixel_tiles.size(0);
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[throughput] loader with images: %.0f tokens/s, %.0f tiles/s (seq_len 512, global batch 8)\n",
+              tokens / secs, tiles / secs);
 }
 
 }  // namespace

@@ -60,6 +60,26 @@ std::string stb_jpeg(int width, int height, int channels, const std::vector<uint
   return out;
 }
 
+std::string exif_tiff(int orientation) {
+  std::string tiff("MM\0*\0\0\0\x08", 8);            // big-endian, IFD0 at offset 8
+  tiff += std::string("\0\x01", 2);                     // one entry
+  tiff += std::string("\x01\x12\0\x03\0\0\0\x01", 8);  // tag 0x0112, SHORT, count 1
+  tiff += {'\0', static_cast<char>(orientation), '\0', '\0'};
+  tiff += std::string(4, '\0');  // no next IFD
+  return tiff;
+}
+
+std::string with_jpeg_exif(const std::string& jpeg, int orientation) {
+  const std::string payload = std::string("Exif\0\0", 6) + exif_tiff(orientation);
+  const auto length = static_cast<uint32_t>(payload.size() + 2);
+  std::string segment = {'\xFF', '\xE1', static_cast<char>(length >> 8), static_cast<char>(length)};
+  return jpeg.substr(0, 2) + segment + payload + jpeg.substr(2);
+}
+
+std::string with_png_exif(const std::string& png, int orientation) {
+  return png.substr(0, 33) + png_chunk("eXIf", exif_tiff(orientation)) + png.substr(33);
+}
+
 void fix_png_crcs(std::string& png) {
   size_t offset = 8;
   while (offset + 12 <= png.size()) {

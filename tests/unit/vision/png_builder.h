@@ -21,6 +21,12 @@ std::string make_png(uint32_t width, uint32_t height, int color_type, int bit_de
 std::string stb_png(int width, int height, int channels, const std::vector<uint8_t>& pixels);
 std::string stb_jpeg(int width, int height, int channels, const std::vector<uint8_t>& pixels, int quality);
 
+// An EXIF (TIFF, big-endian) block holding only the orientation tag, and files carrying it: a JPEG APP1
+// segment right after SOI, or a PNG eXIf chunk right after IHDR.
+std::string exif_tiff(int orientation);
+std::string with_jpeg_exif(const std::string& jpeg, int orientation);
+std::string with_png_exif(const std::string& png, int orientation);
+
 // Recomputes the CRC of every chunk that fits in the file (for fuzzing past the CRC check).
 void fix_png_crcs(std::string& png);
 

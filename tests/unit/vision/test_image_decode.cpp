@@ -102,6 +102,30 @@ TEST(ImageDecode, JpegDecodesCloseToItsSource) {
   EXPECT_LT(total / src.size(), 3.0);
 }
 
+TEST(ImageDecode, ExifOrientationIsApplied) {
+  const int w = 3, h = 2;
+  const std::vector<uint8_t> src = pattern(w, h, 3, 9);
+  auto pixel = [](const Image& im, int y, int x) {
+    const size_t at = (static_cast<size_t>(y) * im.width + x) * 3;
+    return std::vector<uint8_t>(im.rgb.begin() + at, im.rgb.begin() + at + 3);
+  };
+  auto source = [&](int y, int x) { return std::vector<uint8_t>(&src[(y * w + x) * 3], &src[(y * w + x) * 3] + 3); };
+  // 6 = "rotate 90 clockwise to view": the left column becomes the top row, read bottom to top.
+  const Image rotated = decode_image(testing::with_png_exif(stb_png(w, h, 3, src), 6), "rot.png");
+  ASSERT_EQ(rotated.height, w);
+  ASSERT_EQ(rotated.width, h);
+  EXPECT_EQ(pixel(rotated, 0, 0), source(h - 1, 0));
+  EXPECT_EQ(pixel(rotated, 0, h - 1), source(0, 0));
+  EXPECT_EQ(pixel(rotated, w - 1, 0), source(h - 1, w - 1));
+  // Off on request; the JPEG path reads APP1.
+  const Image as_stored = decode_image(testing::with_png_exif(stb_png(w, h, 3, src), 6), "rot.png",
+                                       DecodeOptions{kMaxImagePixels, false});
+  EXPECT_EQ(as_stored.height, h);
+  const Image jpeg = decode_image(testing::with_jpeg_exif(stb_jpeg(16, 8, 3, pattern(16, 8, 3, 1), 90), 8), "r.jpg");
+  EXPECT_EQ(jpeg.height, 16);
+  EXPECT_EQ(jpeg.width, 8);
+}
+
 TEST(ImageDecodeErrors, MissingPathAndDirectory) {
   expect_rejected(temp_path("does_not_exist.png"), "not found");
   const std::string dir = temp_path("a_directory.png");
@@ -146,7 +170,7 @@ TEST(ImageDecodeErrors, CorruptAndTruncatedFiles) {
 TEST(ImageDecodeErrors, OversizedImage) {
   const std::vector<uint8_t> src = pattern(40, 30, 3, 3);
   try {
-    decode_image(stb_png(40, 30, 3, src), "big.png", 1000);
+    decode_image(stb_png(40, 30, 3, src), "big.png", DecodeOptions{1000});
     ADD_FAILURE() << "expected an error";
   } catch (const l4::Error& e) {
     EXPECT_NE(std::string(e.what()).find("big.png: image of 40x30 pixels exceeds"), std::string::npos) << e.what();

@@ -29,6 +29,8 @@ std::vector<std::string> seeds() {
       make_png(10, 6, 3, 4, rows, {png_chunk("PLTE", palette), png_chunk("tRNS", std::string("\x00\x40", 2))}),
       stb_jpeg(33, 21, 3, pattern(33, 21, 3, 4), 90),
       stb_jpeg(16, 16, 1, pattern(16, 16, 1, 5), 75),
+      testing::with_jpeg_exif(stb_jpeg(12, 7, 3, pattern(12, 7, 3, 6), 80), 6),
+      testing::with_png_exif(stb_png(5, 8, 3, pattern(5, 8, 3, 7)), 8),
   };
 }
 
@@ -66,7 +68,7 @@ TEST(ImageFuzz, MutatedBytesNeverCrash) {
     if (seed[1] == 'P' && (i / inputs.size()) % 2 == 0) fix_png_crcs(bytes);
     try {
       // A small pixel limit keeps headers mutated into huge sizes cheap.
-      const Image image = decode_image(bytes, "fuzz", 1 << 20);
+      const Image image = decode_image(bytes, "fuzz", DecodeOptions{1 << 20});
       ASSERT_GT(image.height, 0);
       ASSERT_GT(image.width, 0);
       ASSERT_EQ(image.rgb.size(), static_cast<size_t>(image.height * image.width * 3));
