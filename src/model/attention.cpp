@@ -30,9 +30,14 @@ AttentionContext::AttentionContext(const config::TextConfig& config, const at::T
     L4_CHECK(doc_ids->dim() == 2 && doc_ids->size(0) == batch && doc_ids->size(1) == seq_len,
              "doc_ids must have shape [{}, {}], got {}", batch, seq_len,
              c10::str(doc_ids->sizes()));
-    doc_ids_ = doc_ids->to(long_options);
-    offsets_ = document_offsets(doc_ids_);
-  } else {
+    const at::Tensor docs = doc_ids->to(long_options);
+    // Rows holding a single document need no mask: keep the is_causal / chunk-folding fast paths.
+    if (!docs.eq(docs.narrow(1, 0, std::min<int64_t>(seq_len, 1))).all().item<bool>()) {
+      doc_ids_ = docs;
+      offsets_ = document_offsets(doc_ids_);
+    }
+  }
+  if (!offsets_.defined()) {
     offsets_ = torch::arange(seq_len, long_options).unsqueeze(0).expand({batch, seq_len});
   }
   at::Tensor positions = offsets_;

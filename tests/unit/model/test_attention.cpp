@@ -98,6 +98,14 @@ TEST(Attention, PackedDocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart)
   EXPECT_TRUE(torch::allclose(chunked.to(torch::kDouble), want, 1e-5, 1e-5));
 }
 
+TEST(Attention, SingleDocumentRowsTakeTheUnmaskedPath) {
+  const config::TextConfig c = tiny(4);
+  const at::Tensor docs = torch::tensor({{3, 3, 3, 3, 3, 3}, {0, 0, 0, 0, 0, 0}});
+  AttentionContext context(c, torch::ones({2}), 2, 6, torch::kCPU, std::nullopt, docs);
+  EXPECT_FALSE(context.packed());
+  EXPECT_TRUE(torch::equal(context.offsets(), torch::arange(6).expand({2, 6})));
+}
+
 TEST(Attention, TemperatureUsesTheOffsetWithinTheDocument) {
   const config::TextConfig c = tiny(4);
   const at::Tensor docs = torch::tensor({{0, 0, 0, 0, 1, 1, 1}});
