@@ -110,8 +110,8 @@ at::Tensor unpacked_attention(const at::Tensor& q, const at::Tensor& k, const at
 // Packed rows too long for [B, 1, T, T] masks: each document on its own (memory O(T * C) on RoPE layers,
 // compute sum of squared document lengths). split/cat keep the backward to one copy.
 at::Tensor per_document_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const std::vector<int64_t>& lengths, const std::optional<int64_t>& chunk_size,
-                                  double scale) {
+                                  const std::vector<int64_t>& lengths,
+                                  const std::optional<int64_t>& chunk_size, double scale) {
   const auto qs = q.flatten(0, 1).split_with_sizes(lengths);
   const auto ks = k.flatten(0, 1).split_with_sizes(lengths);
   const auto vs = v.flatten(0, 1).split_with_sizes(lengths);
