@@ -33,9 +33,9 @@ void validate_vision_config(const config::VisionConfig& c) {
   L4_CHECK(c.num_channels > 0 && c.num_hidden_layers >= 0, "vision_config: num_channels and num_hidden_layers must be positive");
   L4_CHECK(c.pixel_shuffle_ratio > 0 && c.pixel_shuffle_ratio <= 1, "vision_config.pixel_shuffle_ratio must be in (0, 1], got {}",
            c.pixel_shuffle_ratio);
-  const int64_t side = c.image_size / c.patch_size;
-  const int64_t shuffled_side = checked_int(side * c.pixel_shuffle_ratio, "image_size / patch_size * pixel_shuffle_ratio");
-  (void)shuffled_side;
+  // The patch grid must shrink to whole tokens, and the shuffled width must be the adapter's input.
+  checked_int(static_cast<double>(c.image_size / c.patch_size) * c.pixel_shuffle_ratio,
+              "image_size / patch_size * pixel_shuffle_ratio");
   const int64_t shuffled = checked_int(c.hidden_size / (c.pixel_shuffle_ratio * c.pixel_shuffle_ratio),
                                        "hidden_size / pixel_shuffle_ratio^2");
   L4_CHECK(shuffled == c.intermediate_size,

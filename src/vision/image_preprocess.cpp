@@ -2,8 +2,8 @@
 
 #include <ATen/Version.h>
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "core/error.h"
 
@@ -44,14 +44,14 @@ bool native_uint8_bilinear() {
   return native;
 }
 
-// tvF.resize(..., BILINEAR, antialias=True) on a uint8 [N, C, H, W] tensor.
+// tvF.resize(..., BILINEAR, antialias=True) on a uint8 [N, C, H, W] tensor; F.interpolate with a size and
+// antialias calls this same kernel with no scale factors.
 at::Tensor resize_u8(const at::Tensor& image, int64_t height, int64_t width) {
   if (image.size(-2) == height && image.size(-1) == width) return image;
-  namespace F = torch::nn::functional;
-  const auto options =
-      F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kBilinear).align_corners(false).antialias(true);
-  if (image.device().is_cpu() && native_uint8_bilinear()) return F::interpolate(image, options);
-  return F::interpolate(image.to(at::kFloat), options).round_().to(at::kByte);
+  if (image.device().is_cpu() && native_uint8_bilinear()) {
+    return at::_upsample_bilinear2d_aa(image, {height, width}, /*align_corners=*/false);
+  }
+  return at::_upsample_bilinear2d_aa(image.to(at::kFloat), {height, width}, false).round_().to(at::kByte);
 }
 
 }  // namespace

@@ -260,5 +260,55 @@ TEST(VisionParity, FrozenTowerGetsNoGradients) {
   EXPECT_TRUE(t.projector->linear_1->weight.grad().defined());
 }
 
+TEST(VisionTower, PixelShuffleChannelOrder) {
+  // Architecture reference 3.3: on a 24x24 grid, token 12i + j holds patches (2i, 2j), (2i, 2j + 1),
+  // (2i + 1, 2j), (2i + 1, 2j + 1), each C channels wide, in that order.
+  const int64_t c = 3;
+  const at::Tensor x = at::arange(24 * 24 * c, at::kFloat).reshape({1, 24 * 24, c});
+  const at::Tensor y = model::pixel_shuffle(x, 0.5);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 144, 4 * c}));
+  for (int64_t i : {0, 5, 11}) {
+    for (int64_t j : {0, 7, 11}) {
+      const at::Tensor token = y[0][12 * i + j];
+      const int64_t patches[4] = {24 * (2 * i) + 2 * j, 24 * (2 * i) + 2 * j + 1, 24 * (2 * i + 1) + 2 * j,
+                                  24 * (2 * i + 1) + 2 * j + 1};
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_TRUE(at::equal(token.slice(0, k * c, (k + 1) * c), x[0][patches[k]])) << i << "," << j << "," << k;
+      }
+    }
+  }
+}
+
+TEST(VisionTower, ConfigErrorsNameTheField) {
+  config::VisionConfig c;
+  c.hidden_size = 36;
+  c.num_attention_heads = 6;  // head_dim 6: not a multiple of 4
+  c.intermediate_size = 144;
+  EXPECT_THROW(model::validate_vision_config(c), l4::Error);
+  c.num_attention_heads = 3;  // head_dim 12
+  model::validate_vision_config(c);
+  c.intermediate_size = 100;
+  try {
+    model::validate_vision_config(c);
+    FAIL() << "expected an error";
+  } catch (const l4::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("intermediate_size (100)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(VisionTower, RopeLeavesClsUnrotated) {
+  config::VisionConfig c;
+  c.hidden_size = 32;
+  c.num_attention_heads = 4;
+  c.image_size = 56;
+  c.patch_size = 14;  // 4 x 4 patches
+  const at::Tensor table = model::vision_rope_table(c);
+  ASSERT_EQ(table.sizes(), (std::vector<int64_t>{17, 4}));
+  EXPECT_TRUE(at::allclose(at::view_as_real(table[16]), at::view_as_real(at::ones({4}, at::kComplexFloat))));
+  // Patch 6 is at x = 2, y = 1: pair 0 turns by (x + 1) w_0 = 3, pair 2 by (y + 1) w_0 = 2 (w_0 = 1).
+  EXPECT_NEAR(std::arg(table[6][0].item<c10::complex<float>>()), 3.0, 1e-6);
+  EXPECT_NEAR(std::arg(table[6][2].item<c10::complex<float>>()), 2.0, 1e-6);
+}
+
 }  // namespace
 }  // namespace l4
