@@ -145,7 +145,7 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.non_negative(static_cast<double>(t.eval_batches), "train.eval_batches");
   c.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
   c.one_of(t.on_nan, {"skip", "stop"}, "train.on_nan");
-  c.require(t.stop_at_step >= 0 && t.stop_at_step <= t.steps, "train.stop_at_step",
+  c.require(t.stop_at_step >= 0 && (t.steps <= 0 || t.stop_at_step <= t.steps), "train.stop_at_step",
             fmt::format("must be in [0, train.steps={}], got {}", t.steps, t.stop_at_step));
   c.non_negative(t.aux_loss_coef, "train.aux_loss_coef");
   c.non_negative(t.z_loss_coef, "train.z_loss_coef");

@@ -15,12 +15,31 @@
 namespace l4::config {
 
 void ConfigErrors::add(const std::string& location, const std::string& key_path, const std::string& problem) {
-  messages_.push_back(fmt::format("{}: {}: {}", location, key_path, problem));
+  Entry entry{2, 0, fmt::format("{}: {}: {}", location, key_path, problem)};
+  const size_t colon = location.rfind(':');
+  if (starts_with(location, "command line")) {
+    entry.rank = 0;
+  } else if (colon != std::string::npos && colon + 1 < location.size() &&
+             location.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+    entry.rank = 1;
+    entry.line = std::stol(location.substr(colon + 1));
+  }
+  entries_.push_back(std::move(entry));
+}
+
+std::vector<std::string> ConfigErrors::messages() const {
+  std::vector<Entry> sorted = entries_;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Entry& a, const Entry& b) {
+    return a.rank != b.rank ? a.rank < b.rank : a.line < b.line;
+  });
+  std::vector<std::string> out;
+  for (const auto& e : sorted) out.push_back(e.message);
+  return out;
 }
 
 void ConfigErrors::throw_if_any() const {
-  if (messages_.empty()) return;
-  throw Error(join(messages_, "\n"));
+  if (entries_.empty()) return;
+  throw Error(join(messages(), "\n"));
 }
 
 struct YamlDocument::Impl {
@@ -33,6 +52,7 @@ struct YamlDocument::Impl {
 namespace {
 
 std::string join_path(const std::string& prefix, const std::string& key) {
+  if (key.empty()) return prefix;
   return prefix.empty() ? key : prefix + "." + key;
 }
 
@@ -420,8 +440,10 @@ void YamlDocument::apply_override(const std::string& assignment) {
 
 YamlDocument YamlDocument::subdocument(const std::string& key_path) const {
   auto impl = std::make_shared<Impl>(*impl_);
-  impl->root = find(impl_->root, key_path);
-  if (!impl->root) impl->root = YAML::Node(YAML::NodeType::Null);
+  // reset(), not assignment: the copied node still refers to the parent's tree, and assigning to it
+  // would overwrite the parent's root.
+  YAML::Node sub = find(impl_->root, key_path);
+  impl->root.reset(sub ? sub : YAML::Node(YAML::NodeType::Null));
   impl->base_path = join_path(impl_->base_path, key_path);
   return YamlDocument(std::move(impl));
 }

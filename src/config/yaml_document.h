@@ -15,13 +15,19 @@ class ConfigErrors {
  public:
   // location: "file:line" or "command line 'a.b=v'"; key_path: "optimizer.lr".
   void add(const std::string& location, const std::string& key_path, const std::string& problem);
-  bool empty() const { return messages_.empty(); }
-  const std::vector<std::string>& messages() const { return messages_; }
+  bool empty() const { return entries_.empty(); }
+  // Messages in reading order: command-line overrides, then by line, then problems without a line.
+  std::vector<std::string> messages() const;
   // Throws l4::Error whose message is every problem, one per line.
   void throw_if_any() const;
 
  private:
-  std::vector<std::string> messages_;
+  struct Entry {
+    int rank;  // 0: command line, 1: has a line, 2: no line
+    long line;
+    std::string message;
+  };
+  std::vector<Entry> entries_;
 };
 
 enum class Strictness {

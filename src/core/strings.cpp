@@ -34,7 +34,20 @@ std::string closest_match(std::string_view name, const std::vector<std::string>&
   }
   // Accept roughly one edit per three characters; beyond that a suggestion is noise.
   const int limit = std::max<int>(1, static_cast<int>(std::max(name.size(), best.size())) / 3);
-  return (!best.empty() && best_distance <= limit) ? best : std::string();
+  if (!best.empty() && best_distance <= limit) return best;
+  // Otherwise a candidate holding every '_'-separated word of the name ("num_heads" ->
+  // "num_attention_heads"); the shortest such candidate is the likeliest.
+  const std::vector<std::string> words = split(name, '_');
+  std::string by_words;
+  for (const auto& candidate : candidates) {
+    const std::vector<std::string> candidate_words = split(candidate, '_');
+    bool all = words.size() > 1;
+    for (const auto& w : words) {
+      all = all && std::find(candidate_words.begin(), candidate_words.end(), w) != candidate_words.end();
+    }
+    if (all && (by_words.empty() || candidate.size() < by_words.size())) by_words = candidate;
+  }
+  return by_words;
 }
 
 std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates) {

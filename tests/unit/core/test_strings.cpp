@@ -19,6 +19,8 @@ TEST(ClosestMatchTest, SuggestsOnlyPlausibleTypos) {
   EXPECT_EQ(closest_match("trian", keys), "train");
   EXPECT_EQ(closest_match("completely_different", keys), "");
   EXPECT_EQ(did_you_mean("schedul", keys), " (did you mean 'schedule'?)");
+  EXPECT_EQ(closest_match("num_heads", {"num_attention_heads", "num_hidden_layers", "head_dim"}),
+            "num_attention_heads");
 }
 
 TEST(GlobMatchTest, StarCrossesDots) {
