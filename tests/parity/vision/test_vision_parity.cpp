@@ -10,6 +10,8 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "config/model_arch.h"
+#include "model/param_count.h"
 #include "model/vision_encoder.h"
 #include "model/vision_projector.h"
 #include "vision/image_decode.h"
@@ -308,6 +310,40 @@ TEST(VisionTower, RopeLeavesClsUnrotated) {
   // Patch 6 is at x = 2, y = 1: pair 0 turns by (x + 1) w_0 = 3, pair 2 by (y + 1) w_0 = 2 (w_0 = 1).
   EXPECT_NEAR(std::arg(table[6][0].item<c10::complex<float>>()), 3.0, 1e-6);
   EXPECT_NEAR(std::arg(table[6][2].item<c10::complex<float>>()), 2.0, 1e-6);
+}
+
+TEST(VisionTower, ScoutShapesMatchTheParameterCount) {
+  // Built on the meta device: shapes only. The module's parameters must add up to what `llama4 info`
+  // computes from the architecture (vision encoder + adapter + projector).
+  const config::ModelArch arch = config::load_model_arch(std::string(L4_SOURCE_DIR) + "/configs/scout.yaml");
+  ASSERT_TRUE(arch.vision_config.has_value());
+  const auto meta = at::TensorOptions().device(at::kMeta);
+  model::VisionModel vision(*arch.vision_config, meta);
+  model::MultiModalProjector projector(*arch.vision_config, arch.text_config.hidden_size, meta);
+  int64_t total = 0;
+  for (const auto& p : vision->parameters()) total += p.numel();
+  for (const auto& p : projector->parameters()) total += p.numel();
+  EXPECT_EQ(total, model::count_params(arch).vision_params);
+  EXPECT_EQ(vision->named_parameters().size(), 9u + 16u * 34u);
+  EXPECT_EQ(vision->tokens_per_tile(), 144);
+}
+
+TEST(VisionTower, TinyConfigRunsFromScratch) {
+  const config::ModelArch arch = config::load_model_arch(std::string(L4_SOURCE_DIR) + "/configs/tiny.yaml");
+  model::VisionModel vision(*arch.vision_config);
+  model::MultiModalProjector projector(*arch.vision_config, arch.text_config.hidden_size);
+  vision->reset_parameters(7);
+  projector->reset_parameters(0.02, 8);
+  const at::Tensor pixels = at::rand({2, 3, 336, 336}) * 2 - 1;
+  const at::Tensor features = model::encode_images(vision, projector, pixels);
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{2 * 144, arch.text_config.hidden_size}));
+  EXPECT_TRUE(features.isfinite().all().item<bool>());
+  // The same seed gives the same weights.
+  model::VisionModel again(*arch.vision_config);
+  again->reset_parameters(7);
+  EXPECT_TRUE(at::equal(again->positional_embedding_vlm, vision->positional_embedding_vlm));
+  EXPECT_TRUE(at::equal(again->model->layers[1]->as<model::VisionEncoderLayerImpl>()->mlp->fc1->weight,
+                        vision->model->layers[1]->as<model::VisionEncoderLayerImpl>()->mlp->fc1->weight));
 }
 
 }  // namespace

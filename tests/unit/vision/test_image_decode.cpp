@@ -1,10 +1,9 @@
 // Image decoding: colour conversions, and bad files rejected with an l4::Error naming the file.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 
+#include "common/temp_dir.h"
 #include "core/error.h"
 #include "png_builder.h"
 #include "vision/image_decode.h"
@@ -18,18 +17,6 @@ using testing::pattern;
 using testing::png_chunk;
 using testing::stb_jpeg;
 using testing::stb_png;
-
-std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / "l4_vision_decode";
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
-
-std::string write_temp(const std::string& name, const std::string& bytes) {
-  const std::string path = temp_path(name);
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
 
 // Expects load_image(path) to throw l4::Error mentioning the path and `fragment`.
 void expect_rejected(const std::string& path, const std::string& fragment) {
@@ -127,44 +114,48 @@ TEST(ImageDecode, ExifOrientationIsApplied) {
 }
 
 TEST(ImageDecodeErrors, MissingPathAndDirectory) {
-  expect_rejected(temp_path("does_not_exist.png"), "not found");
-  const std::string dir = temp_path("a_directory.png");
+  const l4::testing::TempDir tmp;
+  expect_rejected(tmp.file("does_not_exist.png"), "not found");
+  const std::string dir = tmp.file("a_directory.png");
   std::filesystem::create_directories(dir);
   expect_rejected(dir, "directory");
 }
 
 TEST(ImageDecodeErrors, ZeroSizeFileAndZeroSizeImage) {
-  expect_rejected(write_temp("empty.png", ""), "empty");
+  const l4::testing::TempDir tmp;
+  expect_rejected(tmp.write("empty.png", ""), "empty");
   // A well-formed PNG whose IHDR says 0 x 5.
-  expect_rejected(write_temp("zero_width.png", make_png(0, 5, 0, 8, {})), "zero-size");
+  expect_rejected(tmp.write("zero_width.png", make_png(0, 5, 0, 8, {})), "zero-size");
 }
 
 TEST(ImageDecodeErrors, WrongPngCrc) {
+  const l4::testing::TempDir tmp;
   const std::vector<uint8_t> src = pattern(8, 8, 3, 1);
   std::string png = stb_png(8, 8, 3, src);
   // Flip one bit of the CRC of the first chunk after IHDR, and separately one bit of IDAT data.
   std::string bad_crc = png;
   bad_crc[8 + 25 + 8 + 1] ^= 0x01;  // inside the data of the chunk after IHDR (its CRC no longer matches)
-  expect_rejected(write_temp("bad_crc.png", bad_crc), "CRC mismatch");
+  expect_rejected(tmp.write("bad_crc.png", bad_crc), "CRC mismatch");
   std::string bad_ihdr_crc = png;
   bad_ihdr_crc[8 + 8 + 13] ^= 0x40;  // the stored CRC of IHDR itself
-  expect_rejected(write_temp("bad_ihdr_crc.png", bad_ihdr_crc), "CRC mismatch in chunk 'IHDR'");
+  expect_rejected(tmp.write("bad_ihdr_crc.png", bad_ihdr_crc), "CRC mismatch in chunk 'IHDR'");
 }
 
 TEST(ImageDecodeErrors, CorruptAndTruncatedFiles) {
+  const l4::testing::TempDir tmp;
   const std::vector<uint8_t> src = pattern(16, 16, 3, 2);
   const std::string png = stb_png(16, 16, 3, src);
   // Garbage compressed data with valid CRCs gets past the chunk check and must fail in the decoder.
   const std::string garbage(40, '\x5a');
   const std::string corrupt = make_png(16, 16, 2, 8, {}, {}).substr(0, 33) + png_chunk("IDAT", garbage) +
                               png_chunk("IEND", "");
-  expect_rejected(write_temp("corrupt_idat.png", corrupt), "corrupt PNG");
-  expect_rejected(write_temp("truncated.png", png.substr(0, png.size() / 2)), "corrupt PNG");
-  expect_rejected(write_temp("signature_only.png", png.substr(0, 8)), "truncated");
+  expect_rejected(tmp.write("corrupt_idat.png", corrupt), "corrupt PNG");
+  expect_rejected(tmp.write("truncated.png", png.substr(0, png.size() / 2)), "corrupt PNG");
+  expect_rejected(tmp.write("signature_only.png", png.substr(0, 8)), "truncated");
   const std::string jpeg = stb_jpeg(16, 16, 3, src, 90);
-  expect_rejected(write_temp("truncated.jpg", jpeg.substr(0, 20)), "corrupt JPEG");
-  expect_rejected(write_temp("image.gif", "GIF89a\x01\x00\x01\x00"), "unsupported image format");
-  expect_rejected(write_temp("text.png", "just some text"), "unsupported image format");
+  expect_rejected(tmp.write("truncated.jpg", jpeg.substr(0, 20)), "corrupt JPEG");
+  expect_rejected(tmp.write("image.gif", "GIF89a\x01\x00\x01\x00"), "unsupported image format");
+  expect_rejected(tmp.write("text.png", "just some text"), "unsupported image format");
 }
 
 TEST(ImageDecodeErrors, OversizedImage) {
