@@ -1,6 +1,6 @@
 // Vision against transformers (data from vision_oracle.py): decoding vs PIL, preprocessing vs
-// Llama4ImageProcessor, image token layout vs Llama4Processor, vision tower + projector vs Llama4VisionModel /
-// Llama4MultiModalProjector (outputs and gradients), and early fusion vs Llama4ForConditionalGeneration.
+// Llama4ImageProcessor, image token layout vs Llama4Processor, vision tower + projector vs Llama4VisionModel
+// / Llama4MultiModalProjector (outputs and gradients), and early fusion vs Llama4ForConditionalGeneration.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -8,9 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "config/model_arch.h"
 #include "core/error.h"
 #include "core/file_io.h"
-#include "config/model_arch.h"
 #include "model/param_count.h"
 #include "model/vision_encoder.h"
 #include "model/vision_projector.h"
@@ -25,7 +25,9 @@ using nlohmann::json;
 
 const std::string kData = std::string(L4_TEST_DATA_DIR) + "/vision/";
 
-json read_json(const std::string& name) { return json::parse(read_file(kData + name)); }
+json read_json(const std::string& name) {
+  return json::parse(read_file(kData + name));
+}
 
 std::map<std::string, at::Tensor> read_tensors(const std::string& name) {
   const std::string bytes = read_file(kData + name);
@@ -80,8 +82,9 @@ TEST(VisionParity, PreprocessingMatchesHf) {
   for (const json& c : meta["cases"]) {
     const std::string name = c["name"];
     // PNG: from the file (decode + preprocessing). JPEG: from PIL's pixels, since the decoders differ.
-    const vision::Image image = c["format"] == "png" ? vision::load_image(kData + c["file"].get<std::string>())
-                                                     : rgb_to_image(decoded.at(name));
+    const vision::Image image = c["format"] == "png"
+                                    ? vision::load_image(kData + c["file"].get<std::string>())
+                                    : rgb_to_image(decoded.at(name));
     const vision::ImageTiles tiles = vision::tile_image(image, options);
     EXPECT_EQ(tiles.grid.rows, c["grid"][0].get<int64_t>()) << name;
     EXPECT_EQ(tiles.grid.cols, c["grid"][1].get<int64_t>()) << name;
@@ -106,7 +109,8 @@ TEST(VisionParity, CanvasAndResizeSizesMatchHf) {
       const int64_t h = row[0], w = row[1];
       const vision::Canvas canvas = vision::best_canvas(h, w, options);
       const auto [rh, rw] = vision::resized_size(h, w, canvas, options);
-      ASSERT_EQ(canvas.height / options.tile_size, row[2].get<int64_t>()) << h << "x" << w << " " << variant.dump().substr(0, 60);
+      ASSERT_EQ(canvas.height / options.tile_size, row[2].get<int64_t>())
+          << h << "x" << w << " " << variant.dump().substr(0, 60);
       ASSERT_EQ(canvas.width / options.tile_size, row[3].get<int64_t>()) << h << "x" << w;
       ASSERT_EQ(rh, row[4].get<int64_t>()) << h << "x" << w << " max_canvas " << options.resize_to_max_canvas;
       ASSERT_EQ(rw, row[5].get<int64_t>()) << h << "x" << w << " max_canvas " << options.resize_to_max_canvas;
@@ -129,8 +133,9 @@ TEST(VisionParity, TokenLayoutMatchesProcessor) {
   }
   config::VisionConfig vision_config;
   vision_config.image_size = 336;
-  const std::vector<int64_t> ours = vision::expand_image_placeholders(
-      data["placeholder_ids"].get<std::vector<int64_t>>(), grids, vision::patches_per_tile(vision_config), ids);
+  const std::vector<int64_t> ours =
+      vision::expand_image_placeholders(data["placeholder_ids"].get<std::vector<int64_t>>(), grids,
+                                        vision::patches_per_tile(vision_config), ids);
   const auto theirs = data["input_ids"].get<std::vector<int64_t>>();
   EXPECT_EQ(ours, theirs);
   std::printf("token layout: %zu images, %zu tokens, identical\n", grids.size(), theirs.size());
@@ -168,11 +173,13 @@ struct Tower {
     torch::NoGradGuard no_grad;
     std::set<std::string> hf_names;
     for (const auto& [name, t] : data) {
-      if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0) hf_names.insert(name);
+      if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0)
+        hf_names.insert(name);
     }
     std::set<std::string> our_names;
-    for (const auto& [prefix, module] : {std::pair<std::string, torch::nn::Module*>{"vision_model.", vision.get()},
-                                         {"multi_modal_projector.", projector.get()}}) {
+    for (const auto& [prefix, module] :
+         {std::pair<std::string, torch::nn::Module*>{"vision_model.", vision.get()},
+          {"multi_modal_projector.", projector.get()}}) {
       for (const auto& p : module->named_parameters()) {
         const std::string name = prefix + p.key();
         our_names.insert(name);
@@ -200,8 +207,9 @@ TEST(VisionParity, TowerFeaturesAndGradientsMatchHf) {
   (projected * t.data.at("input.grad_weights")).sum().backward();
   double worst_rel = 0;
   int compared = 0;
-  for (const auto& [prefix, module] : {std::pair<std::string, torch::nn::Module*>{"vision_model.", t.vision.get()},
-                                       {"multi_modal_projector.", t.projector.get()}}) {
+  for (const auto& [prefix, module] :
+       {std::pair<std::string, torch::nn::Module*>{"vision_model.", t.vision.get()},
+        {"multi_modal_projector.", t.projector.get()}}) {
     for (const auto& p : module->named_parameters()) {
       const std::string name = prefix + p.key();
       const at::Tensor want = t.data.at("grad." + name);
@@ -255,8 +263,9 @@ TEST(VisionParity, EarlyFusionMatchesHf) {
 
 TEST(VisionParity, FrozenTowerGetsNoGradients) {
   Tower t;
-  const at::Tensor features = model::encode_images(t.vision, t.projector, t.data.at("input.pixel_values").slice(0, 0, 1),
-                                                   /*frozen=*/true);
+  const at::Tensor features =
+      model::encode_images(t.vision, t.projector, t.data.at("input.pixel_values").slice(0, 0, 1),
+                           /*frozen=*/true);
   features.sum().backward();
   for (const auto& p : t.vision->parameters()) EXPECT_FALSE(p.grad().defined());
   EXPECT_TRUE(t.projector->linear_1->weight.grad().defined());
@@ -275,7 +284,8 @@ TEST(VisionTower, PixelShuffleChannelOrder) {
       const int64_t patches[4] = {24 * (2 * i) + 2 * j, 24 * (2 * i) + 2 * j + 1, 24 * (2 * i + 1) + 2 * j,
                                   24 * (2 * i + 1) + 2 * j + 1};
       for (int k = 0; k < 4; ++k) {
-        EXPECT_TRUE(at::equal(token.slice(0, k * c, (k + 1) * c), x[0][patches[k]])) << i << "," << j << "," << k;
+        EXPECT_TRUE(at::equal(token.slice(0, k * c, (k + 1) * c), x[0][patches[k]]))
+            << i << "," << j << "," << k;
       }
     }
   }

@@ -55,7 +55,8 @@ TEST(ImageDecode, PngChannelCountsBecomeRgb) {
 
 TEST(ImageDecode, PalettePngWithTransparencyIsExpanded) {
   std::string palette;
-  for (int i = 0; i < 4; ++i) palette += {static_cast<char>(60 * i), static_cast<char>(255 - 50 * i), static_cast<char>(i * i * 9)};
+  for (int i = 0; i < 4; ++i)
+    palette += {static_cast<char>(60 * i), static_cast<char>(255 - 50 * i), static_cast<char>(i * i * 9)};
   const std::string trns = png_chunk("tRNS", std::string("\x00\x80", 2));
   const std::vector<std::string> rows = {std::string("\x00\x01\x02", 3), std::string("\x03\x02\x01", 3)};
   const Image image = decode_image(make_png(3, 2, 3, 8, rows, {png_chunk("PLTE", palette), trns}), "pal.png");
@@ -63,13 +64,15 @@ TEST(ImageDecode, PalettePngWithTransparencyIsExpanded) {
   ASSERT_EQ(image.width, 3);
   const int index[6] = {0, 1, 2, 3, 2, 1};
   for (int i = 0; i < 6; ++i) {
-    for (int c = 0; c < 3; ++c) EXPECT_EQ(image.rgb[i * 3 + c], static_cast<uint8_t>(palette[index[i] * 3 + c]));
+    for (int c = 0; c < 3; ++c)
+      EXPECT_EQ(image.rgb[i * 3 + c], static_cast<uint8_t>(palette[index[i] * 3 + c]));
   }
 }
 
 TEST(ImageDecode, GreyWithLowBitDepthIsScaled) {
   // 2-bit grey: samples 0..3 map to 0, 85, 170, 255.
-  const Image image = decode_image(make_png(4, 1, 0, 2, {std::string("\x1b", 1)}), "grey2.png");  // 00 01 10 11
+  const Image image =
+      decode_image(make_png(4, 1, 0, 2, {std::string("\x1b", 1)}), "grey2.png");  // 00 01 10 11
   ASSERT_EQ(image.width, 4);
   const uint8_t expected[4] = {0, 85, 170, 255};
   for (int i = 0; i < 4; ++i) EXPECT_EQ(image.rgb[i * 3 + 1], expected[i]);
@@ -96,7 +99,9 @@ TEST(ImageDecode, ExifOrientationIsApplied) {
     const size_t at = (static_cast<size_t>(y) * im.width + x) * 3;
     return std::vector<uint8_t>(im.rgb.begin() + at, im.rgb.begin() + at + 3);
   };
-  auto source = [&](int y, int x) { return std::vector<uint8_t>(&src[(y * w + x) * 3], &src[(y * w + x) * 3] + 3); };
+  auto source = [&](int y, int x) {
+    return std::vector<uint8_t>(&src[(y * w + x) * 3], &src[(y * w + x) * 3] + 3);
+  };
   // 6 = "rotate 90 clockwise to view": the left column becomes the top row, read bottom to top.
   const Image rotated = decode_image(testing::with_png_exif(stb_png(w, h, 3, src), 6), "rot.png");
   ASSERT_EQ(rotated.height, w);
@@ -108,7 +113,8 @@ TEST(ImageDecode, ExifOrientationIsApplied) {
   const Image as_stored = decode_image(testing::with_png_exif(stb_png(w, h, 3, src), 6), "rot.png",
                                        DecodeOptions{kMaxImagePixels, false});
   EXPECT_EQ(as_stored.height, h);
-  const Image jpeg = decode_image(testing::with_jpeg_exif(stb_jpeg(16, 8, 3, pattern(16, 8, 3, 1), 90), 8), "r.jpg");
+  const Image jpeg =
+      decode_image(testing::with_jpeg_exif(stb_jpeg(16, 8, 3, pattern(16, 8, 3, 1), 90), 8), "r.jpg");
   EXPECT_EQ(jpeg.height, 16);
   EXPECT_EQ(jpeg.width, 8);
 }
@@ -147,8 +153,8 @@ TEST(ImageDecodeErrors, CorruptAndTruncatedFiles) {
   const std::string png = stb_png(16, 16, 3, src);
   // Garbage compressed data with valid CRCs gets past the chunk check and must fail in the decoder.
   const std::string garbage(40, '\x5a');
-  const std::string corrupt = make_png(16, 16, 2, 8, {}, {}).substr(0, 33) + png_chunk("IDAT", garbage) +
-                              png_chunk("IEND", "");
+  const std::string corrupt =
+      make_png(16, 16, 2, 8, {}, {}).substr(0, 33) + png_chunk("IDAT", garbage) + png_chunk("IEND", "");
   expect_rejected(tmp.write("corrupt_idat.png", corrupt), "corrupt PNG");
   expect_rejected(tmp.write("truncated.png", png.substr(0, png.size() / 2)), "corrupt PNG");
   expect_rejected(tmp.write("signature_only.png", png.substr(0, 8)), "truncated");
@@ -164,7 +170,8 @@ TEST(ImageDecodeErrors, OversizedImage) {
     decode_image(stb_png(40, 30, 3, src), "big.png", DecodeOptions{1000});
     ADD_FAILURE() << "expected an error";
   } catch (const l4::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("big.png: image of 40x30 pixels exceeds"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("big.png: image of 40x30 pixels exceeds"), std::string::npos)
+        << e.what();
   }
 }
 
