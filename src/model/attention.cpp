@@ -30,9 +30,15 @@ AttentionContext::AttentionContext(const config::TextConfig& config, const at::T
     L4_CHECK(doc_ids->dim() == 2 && doc_ids->size(0) == batch && doc_ids->size(1) == seq_len,
              "doc_ids must have shape [{}, {}], got {}", batch, seq_len,
              c10::str(doc_ids->sizes()));
-    doc_ids_ = doc_ids->to(long_options);
-    offsets_ = document_offsets(doc_ids_);
-  } else {
+    const at::Tensor docs = doc_ids->to(long_options);
+    // Rows holding a single document need no mask: keep the is_causal / chunk-folding fast paths.
+    if (!docs.eq(docs.narrow(1, 0, std::min<int64_t>(seq_len, 1))).all().item<bool>()) {
+      offsets_ = document_offsets(docs);
+      // A document is a run of equal ids: number the runs so that an id reused later is another document.
+      doc_ids_ = offsets_.eq(0).cumsum(1);
+    }
+  }
+  if (!offsets_.defined()) {
     offsets_ = torch::arange(seq_len, long_options).unsqueeze(0).expand({batch, seq_len});
   }
   at::Tensor positions = offsets_;
@@ -82,20 +88,14 @@ at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return out.transpose(1, 2).flatten(2);
 }
 
-}  // namespace
-
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            AttentionContext& context, bool chunked, double scale) {
-  if (context.packed()) {
-    return sdpa(q, k, v, chunked ? context.chunked_mask() : context.global_mask(), scale);
-  }
+// Causal attention of whole rows that each start a document at index 0; RoPE layers fold fixed chunks.
+at::Tensor unpacked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const std::optional<int64_t>& chunk_size, double scale) {
   const int64_t seq_len = q.size(1);
-  if (!chunked || !context.chunk_size() || seq_len <= *context.chunk_size()) {
-    return sdpa(q, k, v, std::nullopt, scale);
-  }
+  if (!chunk_size || seq_len <= *chunk_size) return sdpa(q, k, v, std::nullopt, scale);
   // Fixed chunks [0, C), [C, 2C), ...: fold the chunks into the batch so each is an independent causal
   // sequence. A ragged tail is zero-padded; padded keys come after every real query, so causality hides them.
-  const int64_t chunk = *context.chunk_size();
+  const int64_t chunk = *chunk_size;
   const int64_t chunks = (seq_len + chunk - 1) / chunk;
   const int64_t pad = chunks * chunk - seq_len;
   auto fold = [&](const at::Tensor& x) {
@@ -105,6 +105,47 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const at::Tensor out = sdpa(fold(q), fold(k), fold(v), std::nullopt, scale);
   const at::Tensor unfolded = out.reshape({q.size(0), chunks * chunk, out.size(2)});
   return pad ? unfolded.narrow(1, 0, seq_len) : unfolded;
+}
+
+// Packed rows too long for [B, 1, T, T] masks: each document on its own (memory O(T * C) on RoPE layers,
+// compute sum of squared document lengths). split/cat keep the backward to one copy.
+at::Tensor per_document_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const std::vector<int64_t>& lengths,
+                                  const std::optional<int64_t>& chunk_size, double scale) {
+  const auto qs = q.flatten(0, 1).split_with_sizes(lengths);
+  const auto ks = k.flatten(0, 1).split_with_sizes(lengths);
+  const auto vs = v.flatten(0, 1).split_with_sizes(lengths);
+  std::vector<at::Tensor> outs;
+  outs.reserve(lengths.size());
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    outs.push_back(
+        unpacked_attention(qs[i].unsqueeze(0), ks[i].unsqueeze(0), vs[i].unsqueeze(0), chunk_size, scale)
+            .squeeze(0));
+  }
+  return torch::cat(outs, 0).view({q.size(0), q.size(1), -1});
+}
+
+}  // namespace
+
+const std::vector<int64_t>& AttentionContext::document_lengths() {
+  if (document_lengths_.empty() && packed()) {
+    // Runs of equal doc ids in row-major order; a row start always starts a run (offset 0).
+    const at::Tensor starts = offsets_.eq(0).flatten().nonzero().flatten().to(torch::kCPU);
+    const int64_t n = starts.numel(), total = batch_ * seq_len_;
+    const int64_t* s = starts.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) document_lengths_.push_back((i + 1 < n ? s[i + 1] : total) - s[i]);
+  }
+  return document_lengths_;
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionContext& context, bool chunked, double scale) {
+  const std::optional<int64_t> chunk_size = chunked ? context.chunk_size() : std::nullopt;
+  if (!context.packed()) return unpacked_attention(q, k, v, chunk_size, scale);
+  if (context.batch() * context.seq_len() * context.seq_len() <= context.max_mask_elements) {
+    return sdpa(q, k, v, chunked ? context.chunked_mask() : context.global_mask(), scale);
+  }
+  return per_document_attention(q, k, v, context.document_lengths(), chunk_size, scale);
 }
 
 AttentionImpl::AttentionImpl(const config::TextConfig& config, int64_t layer,

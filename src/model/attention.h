@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <optional>
+#include <vector>
 
 #include "config/model_arch.h"
 #include "model/layers.h"
@@ -19,7 +20,8 @@ namespace l4::model {
 //   position_ids: RoPE positions [B, T] (default: the offset within the document).
 //   offsets: the token's index within its document [B, T] (HF's cache position of a document run alone);
 //            chunk membership and the temperature tuning use it.
-//   doc_ids: [B, T] (undefined without packing); tokens attend only within the same id.
+//   doc_ids: [B, T] (undefined without packing); a document is a run of equal ids, tokens attend only
+//            within their document.
 class AttentionContext {
  public:
   AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq, int64_t batch,
@@ -37,6 +39,12 @@ class AttentionContext {
   // Boolean masks [B, 1, T, T] (true = may attend), built on first use; only needed with packing.
   const at::Tensor& global_mask();
   const at::Tensor& chunked_mask();
+  // Lengths of the documents in row-major order (one host sync, on first use); only with packing.
+  const std::vector<int64_t>& document_lengths();
+
+  // Packed rows use boolean masks while B * T * T stays within this; beyond it, each document is attended
+  // on its own (no O(T^2) memory).
+  int64_t max_mask_elements = int64_t{1} << 26;
 
  private:
   int64_t batch_, seq_len_;
@@ -44,13 +52,15 @@ class AttentionContext {
   at::Tensor doc_ids_, offsets_, temperature_;
   RopeTables rope_;
   at::Tensor global_mask_, chunked_mask_;
+  std::vector<int64_t> document_lengths_;
 };
 
 // Offsets of each token within its document: the index minus the index where its run of equal doc ids starts.
 at::Tensor document_offsets(const at::Tensor& doc_ids);
 
 // Attention of q [B, T, H, D] over k, v [B, T, Hkv, D]; returns [B, T, H * D]. Uses chunk blocks
-// (memory O(T * C)) and is_causal when unpacked, boolean masks from `context` when packed.
+// (memory O(T * C)) and is_causal when unpacked; when packed, boolean masks from `context` for short rows
+// and one attention per document for long ones.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             AttentionContext& context, bool chunked, double scale);
 

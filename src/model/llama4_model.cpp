@@ -63,6 +63,7 @@ at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
            c10::str(embeds.sizes()));
   AttentionContext context(config_, inv_freq_, embeds.size(0), embeds.size(1), embeds.device(), position_ids,
                            doc_ids);
+  context.max_mask_elements = max_mask_elements;
   at::Tensor h = embeds;
   for (auto& layer : decoder_layers) h = layer->forward(h, context);
   return norm->forward(h);

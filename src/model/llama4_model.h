@@ -44,6 +44,9 @@ class TextModelImpl : public torch::nn::Module {
                             const std::optional<at::Tensor>& position_ids = std::nullopt,
                             const std::optional<at::Tensor>& doc_ids = std::nullopt);
 
+  // Packed rows with B * T * T above this attend per document instead of through masks.
+  int64_t max_mask_elements = int64_t{1} << 26;
+
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   std::vector<DecoderLayer> decoder_layers;  // the same modules as `layers`, typed

@@ -14,8 +14,8 @@ constexpr double kLayerNormEps = 1e-5;
 
 int64_t checked_int(double value, const char* what) {
   const double rounded = std::round(value);
-  L4_CHECK(std::abs(value - rounded) < 1e-9 && rounded > 0, "vision_config: {} = {} is not a positive integer", what,
-           value);
+  L4_CHECK(std::abs(value - rounded) < 1e-9 && rounded > 0,
+           "vision_config: {} = {} is not a positive integer", what, value);
   return static_cast<int64_t>(rounded);
 }
 
@@ -23,28 +23,33 @@ int64_t checked_int(double value, const char* what) {
 
 void validate_vision_config(const config::VisionConfig& c) {
   L4_CHECK(c.hidden_size > 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0,
-           "vision_config.hidden_size ({}) must be a positive multiple of num_attention_heads ({})", c.hidden_size,
-           c.num_attention_heads);
-  L4_CHECK((c.hidden_size / c.num_attention_heads) % 4 == 0,
-           "vision_config: head_dim = hidden_size / num_attention_heads = {} must be a multiple of 4 (2D RoPE)",
-           c.hidden_size / c.num_attention_heads);
+           "vision_config.hidden_size ({}) must be a positive multiple of num_attention_heads ({})",
+           c.hidden_size, c.num_attention_heads);
+  L4_CHECK(
+      (c.hidden_size / c.num_attention_heads) % 4 == 0,
+      "vision_config: head_dim = hidden_size / num_attention_heads = {} must be a multiple of 4 (2D RoPE)",
+      c.hidden_size / c.num_attention_heads);
   L4_CHECK(c.patch_size > 0 && c.image_size > 0 && c.image_size % c.patch_size == 0,
-           "vision_config.image_size ({}) must be a positive multiple of patch_size ({})", c.image_size, c.patch_size);
-  L4_CHECK(c.num_channels > 0 && c.num_hidden_layers >= 0, "vision_config: num_channels and num_hidden_layers must be positive");
-  L4_CHECK(c.pixel_shuffle_ratio > 0 && c.pixel_shuffle_ratio <= 1, "vision_config.pixel_shuffle_ratio must be in (0, 1], got {}",
-           c.pixel_shuffle_ratio);
-  const int64_t side = c.image_size / c.patch_size;
-  const int64_t shuffled_side = checked_int(side * c.pixel_shuffle_ratio, "image_size / patch_size * pixel_shuffle_ratio");
-  (void)shuffled_side;
+           "vision_config.image_size ({}) must be a positive multiple of patch_size ({})", c.image_size,
+           c.patch_size);
+  L4_CHECK(c.num_channels > 0 && c.num_hidden_layers >= 0,
+           "vision_config: num_channels and num_hidden_layers must be positive");
+  L4_CHECK(c.pixel_shuffle_ratio > 0 && c.pixel_shuffle_ratio <= 1,
+           "vision_config.pixel_shuffle_ratio must be in (0, 1], got {}", c.pixel_shuffle_ratio);
+  // The patch grid must shrink to whole tokens, and the shuffled width must be the adapter's input.
+  checked_int(static_cast<double>(c.image_size / c.patch_size) * c.pixel_shuffle_ratio,
+              "image_size / patch_size * pixel_shuffle_ratio");
   const int64_t shuffled = checked_int(c.hidden_size / (c.pixel_shuffle_ratio * c.pixel_shuffle_ratio),
                                        "hidden_size / pixel_shuffle_ratio^2");
-  L4_CHECK(shuffled == c.intermediate_size,
-           "vision_config: the adapter's fc1 takes intermediate_size ({}) inputs, which must equal hidden_size / "
-           "pixel_shuffle_ratio^2 = {}",
-           c.intermediate_size, shuffled);
-  L4_CHECK(c.projector_input_dim == c.projector_output_dim,
-           "vision_config: projector_input_dim ({}) must equal projector_output_dim ({}) (adapter fc2 is square)",
-           c.projector_input_dim, c.projector_output_dim);
+  L4_CHECK(
+      shuffled == c.intermediate_size,
+      "vision_config: the adapter's fc1 takes intermediate_size ({}) inputs, which must equal hidden_size / "
+      "pixel_shuffle_ratio^2 = {}",
+      c.intermediate_size, shuffled);
+  L4_CHECK(
+      c.projector_input_dim == c.projector_output_dim,
+      "vision_config: projector_input_dim ({}) must equal projector_output_dim ({}) (adapter fc2 is square)",
+      c.projector_input_dim, c.projector_output_dim);
 }
 
 // --- building blocks -------------------------------------------------------------------------------------
@@ -55,9 +60,12 @@ VisionLinearImpl::VisionLinearImpl(int64_t in_features, int64_t out_features, bo
   if (with_bias) bias = register_parameter("bias", at::empty({out_features}, options));
 }
 
-at::Tensor VisionLinearImpl::forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+at::Tensor VisionLinearImpl::forward(const at::Tensor& x) const {
+  return at::linear(x, weight, bias);
+}
 
-VisionLayerNormImpl::VisionLayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
+VisionLayerNormImpl::VisionLayerNormImpl(int64_t dim, double eps_, const at::TensorOptions& options)
+    : eps(eps_) {
   weight = register_parameter("weight", at::empty({dim}, options));
   bias = register_parameter("bias", at::empty({dim}, options));
 }
@@ -66,14 +74,16 @@ at::Tensor VisionLayerNormImpl::forward(const at::Tensor& x) const {
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
-UnfoldConvolutionImpl::UnfoldConvolutionImpl(const config::VisionConfig& config, const at::TensorOptions& options)
+UnfoldConvolutionImpl::UnfoldConvolutionImpl(const config::VisionConfig& config,
+                                             const at::TensorOptions& options)
     : patch_size(config.patch_size) {
-  linear = register_module(
-      "linear", VisionLinear(config.num_channels * patch_size * patch_size, config.hidden_size, false, options));
+  linear = register_module("linear", VisionLinear(config.num_channels * patch_size * patch_size,
+                                                  config.hidden_size, false, options));
 }
 
 at::Tensor UnfoldConvolutionImpl::forward(const at::Tensor& pixels) const {
-  const at::Tensor patches = at::im2col(pixels, {patch_size, patch_size}, {1, 1}, {0, 0}, {patch_size, patch_size});
+  const at::Tensor patches =
+      at::im2col(pixels, {patch_size, patch_size}, {1, 1}, {0, 0}, {patch_size, patch_size});
   return linear->forward(patches.permute({0, 2, 1}));
 }
 
@@ -92,7 +102,8 @@ at::Tensor vision_rope_table(const config::VisionConfig& config) {
   const at::Tensor rope_freq = at::pow(config.rope_parameters.rope_theta, exponents).reciprocal() * 1.0;
   const at::Tensor freqs_x = ((fx + 1).unsqueeze(-1) * rope_freq.view({1, 1, -1})).repeat_interleave(2, -1);
   const at::Tensor freqs_y = ((fy + 1).unsqueeze(-1) * rope_freq.view({1, 1, -1})).repeat_interleave(2, -1);
-  at::Tensor freqs = at::cat({freqs_x, freqs_y}, -1).to(at::kFloat).contiguous().slice(-1, 0, at::indexing::None, 2);
+  at::Tensor freqs =
+      at::cat({freqs_x, freqs_y}, -1).to(at::kFloat).contiguous().slice(-1, 0, at::indexing::None, 2);
   freqs = freqs.masked_fill(idx.reshape({-1, 1, 1}) < 0, 0);
   const at::Tensor table = at::view_as_complex(at::stack({at::cos(freqs), at::sin(freqs)}, -1).contiguous());
   return table.squeeze(1);  // [side^2 + 1, head_dim / 2]
@@ -121,9 +132,9 @@ at::Tensor VisionAttentionImpl::forward(const at::Tensor& x, const at::Tensor& r
     return at::view_as_real(c * freqs).flatten(3).to(t.scalar_type());
   };
   const at::Tensor qr = rotate(q).transpose(1, 2), kr = rotate(k).transpose(1, 2);
-  const at::Tensor out = at::scaled_dot_product_attention(qr, kr, v.transpose(1, 2), std::nullopt,
-                                                          is_training() ? dropout : 0.0, false,
-                                                          1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const at::Tensor out =
+      at::scaled_dot_product_attention(qr, kr, v.transpose(1, 2), std::nullopt, is_training() ? dropout : 0.0,
+                                       false, 1.0 / std::sqrt(static_cast<double>(head_dim)));
   return o_proj->forward(out.transpose(1, 2).reshape({n, s, num_heads * head_dim}));
 }
 
@@ -132,14 +143,18 @@ VisionMlpImpl::VisionMlpImpl(const config::VisionConfig& config, const at::Tenso
   fc2 = register_module("fc2", VisionLinear(config.intermediate_size, config.hidden_size, true, options));
 }
 
-at::Tensor VisionMlpImpl::forward(const at::Tensor& x) const { return fc2->forward(at::gelu(fc1->forward(x))); }
+at::Tensor VisionMlpImpl::forward(const at::Tensor& x) const {
+  return fc2->forward(at::gelu(fc1->forward(x)));
+}
 
-VisionEncoderLayerImpl::VisionEncoderLayerImpl(const config::VisionConfig& config, const at::TensorOptions& options) {
+VisionEncoderLayerImpl::VisionEncoderLayerImpl(const config::VisionConfig& config,
+                                               const at::TensorOptions& options) {
   self_attn = register_module("self_attn", VisionAttention(config, options));
   mlp = register_module("mlp", VisionMlp(config, options));
-  input_layernorm = register_module("input_layernorm", VisionLayerNorm(config.hidden_size, kLayerNormEps, options));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", VisionLayerNorm(config.hidden_size, kLayerNormEps, options));
+  input_layernorm =
+      register_module("input_layernorm", VisionLayerNorm(config.hidden_size, kLayerNormEps, options));
+  post_attention_layernorm = register_module("post_attention_layernorm",
+                                             VisionLayerNorm(config.hidden_size, kLayerNormEps, options));
 }
 
 at::Tensor VisionEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& rope) const {
@@ -149,7 +164,8 @@ at::Tensor VisionEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor
 
 VisionEncoderImpl::VisionEncoderImpl(const config::VisionConfig& config, const at::TensorOptions& options) {
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(VisionEncoderLayer(config, options));
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i)
+    layers->push_back(VisionEncoderLayer(config, options));
 }
 
 at::Tensor VisionEncoderImpl::forward(at::Tensor x, const at::Tensor& rope) const {
@@ -172,11 +188,13 @@ at::Tensor pixel_shuffle(const at::Tensor& x, double ratio) {
   return r.view({n, -1, r.size(-1)});
 }
 
-VisionAdapterMlpImpl::VisionAdapterMlpImpl(const config::VisionConfig& config, const at::TensorOptions& options)
+VisionAdapterMlpImpl::VisionAdapterMlpImpl(const config::VisionConfig& config,
+                                           const at::TensorOptions& options)
     : dropout(config.projector_dropout) {
-  fc1 = register_module("fc1", VisionLinear(config.intermediate_size, config.projector_input_dim, false, options));
-  fc2 = register_module("fc2",
-                        VisionLinear(config.projector_output_dim, config.projector_output_dim, false, options));
+  fc1 = register_module("fc1",
+                        VisionLinear(config.intermediate_size, config.projector_input_dim, false, options));
+  fc2 = register_module(
+      "fc2", VisionLinear(config.projector_output_dim, config.projector_output_dim, false, options));
 }
 
 at::Tensor VisionAdapterMlpImpl::forward(const at::Tensor& x) const {
@@ -190,14 +208,17 @@ PixelShuffleMlpImpl::PixelShuffleMlpImpl(const config::VisionConfig& config, con
   mlp = register_module("mlp", VisionAdapterMlp(config, options));
 }
 
-at::Tensor PixelShuffleMlpImpl::forward(const at::Tensor& x) const { return mlp->forward(pixel_shuffle(x, ratio)); }
+at::Tensor PixelShuffleMlpImpl::forward(const at::Tensor& x) const {
+  return mlp->forward(pixel_shuffle(x, ratio));
+}
 
 at::Generator vision_init_generator(const std::optional<uint64_t>& seed) {
   if (seed) return at::make_generator<at::CPUGeneratorImpl>(*seed);
   // No seed: draw one from the default generator, so torch::manual_seed() still makes runs repeatable.
   at::Generator global = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(global.mutex());
-  return at::make_generator<at::CPUGeneratorImpl>(at::check_generator<at::CPUGeneratorImpl>(global)->random64());
+  return at::make_generator<at::CPUGeneratorImpl>(
+      at::check_generator<at::CPUGeneratorImpl>(global)->random64());
 }
 
 // --- the tower -------------------------------------------------------------------------------------------
@@ -209,7 +230,8 @@ VisionModelImpl::VisionModelImpl(const config::VisionConfig& config, const at::T
   const int64_t side = config.image_size / config.patch_size;
   patch_embedding = register_module("patch_embedding", UnfoldConvolution(config, options));
   class_embedding = register_parameter("class_embedding", at::empty({d}, options));
-  positional_embedding_vlm = register_parameter("positional_embedding_vlm", at::empty({side * side + 1, d}, options));
+  positional_embedding_vlm =
+      register_parameter("positional_embedding_vlm", at::empty({side * side + 1, d}, options));
   layernorm_pre = register_module("layernorm_pre", VisionLayerNorm(d, kLayerNormEps, options));
   layernorm_post = register_module("layernorm_post", VisionLayerNorm(d, kLayerNormEps, options));
   model = register_module("model", VisionEncoder(config, options));
@@ -224,8 +246,8 @@ int64_t VisionModelImpl::tokens_per_tile() const {
 
 at::Tensor VisionModelImpl::forward(const at::Tensor& pixel_values) {
   const int64_t size = config_.image_size;
-  L4_CHECK(pixel_values.dim() == 4 && pixel_values.size(1) == config_.num_channels && pixel_values.size(2) == size &&
-               pixel_values.size(3) == size,
+  L4_CHECK(pixel_values.dim() == 4 && pixel_values.size(1) == config_.num_channels &&
+               pixel_values.size(2) == size && pixel_values.size(3) == size,
            "vision model: pixel_values must be [tiles, {}, {}, {}], got {}", config_.num_channels, size, size,
            c10::str(pixel_values.sizes()));
   const at::Tensor& w = patch_embedding->linear->weight;

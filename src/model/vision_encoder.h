@@ -93,7 +93,8 @@ class VisionEncoderImpl : public torch::nn::Module {
 TORCH_MODULE(VisionEncoder);
 
 // [N, side * side, C] -> [N, side * side * r^2, C / r^2]; with r = 0.5 token 12i + j of a 24x24 grid holds
-// the channels of patches (2i, 2j), (2i, 2j + 1), (2i + 1, 2j), (2i + 1, 2j + 1) in that order (HF pixel_shuffle).
+// the channels of patches (2i, 2j), (2i, 2j + 1), (2i + 1, 2j), (2i + 1, 2j + 1) in that order (HF
+// pixel_shuffle).
 at::Tensor pixel_shuffle(const at::Tensor& x, double ratio);
 
 // HF Llama4VisionMLP2 (registered as "mlp" in the adapter): gelu(fc2(gelu(fc1(x)))), no biases.

@@ -7,24 +7,30 @@ namespace l4::model {
 MultiModalProjectorImpl::MultiModalProjectorImpl(const config::VisionConfig& vision, int64_t text_hidden_size,
                                                  const at::TensorOptions& options) {
   L4_CHECK(vision.projector_output_dim == vision.vision_output_dim,
-           "vision_config: projector_output_dim ({}) must equal vision_output_dim ({}), the projector's input width",
+           "vision_config: projector_output_dim ({}) must equal vision_output_dim ({}), the projector's "
+           "input width",
            vision.projector_output_dim, vision.vision_output_dim);
-  L4_CHECK(!vision.multi_modal_projector_bias,
-           "vision_config.multi_modal_projector_bias = true is not supported (Llama 4's projector has no bias)");
-  linear_1 = register_module("linear_1", VisionLinear(vision.vision_output_dim, text_hidden_size, false, options));
+  L4_CHECK(
+      !vision.multi_modal_projector_bias,
+      "vision_config.multi_modal_projector_bias = true is not supported (Llama 4's projector has no bias)");
+  linear_1 =
+      register_module("linear_1", VisionLinear(vision.vision_output_dim, text_hidden_size, false, options));
 }
 
-at::Tensor MultiModalProjectorImpl::forward(const at::Tensor& features) const { return linear_1->forward(features); }
+at::Tensor MultiModalProjectorImpl::forward(const at::Tensor& features) const {
+  return linear_1->forward(features);
+}
 
-void MultiModalProjectorImpl::reset_parameters(double initializer_range, const std::optional<uint64_t>& seed) {
+void MultiModalProjectorImpl::reset_parameters(double initializer_range,
+                                               const std::optional<uint64_t>& seed) {
   at::NoGradGuard no_grad;
   at::Generator gen = vision_init_generator(seed);
   at::Tensor& w = linear_1->weight;
   w.copy_(at::normal(0.0, initializer_range, w.sizes(), gen, at::TensorOptions().dtype(at::kFloat)));
 }
 
-at::Tensor encode_images(VisionModel& vision_model, MultiModalProjector& projector, const at::Tensor& pixel_values,
-                         bool frozen) {
+at::Tensor encode_images(VisionModel& vision_model, MultiModalProjector& projector,
+                         const at::Tensor& pixel_values, bool frozen) {
   at::Tensor features;
   if (frozen) {
     at::NoGradGuard no_grad;

@@ -28,8 +28,8 @@ TORCH_MODULE(MultiModalProjector);
 
 // pixel_values [N tiles, 3, S, S] -> [N * tokens_per_tile, text_hidden] (HF: vision_model, flatten,
 // multi_modal_projector). With `frozen`, the tower runs without autograd and the result has no grad.
-at::Tensor encode_images(VisionModel& vision_model, MultiModalProjector& projector, const at::Tensor& pixel_values,
-                         bool frozen = false);
+at::Tensor encode_images(VisionModel& vision_model, MultiModalProjector& projector,
+                         const at::Tensor& pixel_values, bool frozen = false);
 
 // inputs_embeds [B, T, D] with features [K, D] scattered, in row-major order, into the positions where
 // input_ids [B, T] == image_token_index (HF masked_scatter; differentiable in both). K must equal the

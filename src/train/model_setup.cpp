@@ -30,7 +30,7 @@ ModelSetup build_model(const config::Recipe& recipe, const parallel::ProcessGrid
     if (!item.value().requires_grad()) continue;
     setup.trainable.push_back({item.key(), item.value()});
     setup.sync.push_back({item.key(), item.value(),
-                          is_expert_param(item.key()) ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
+                          ModelSetup::is_expert_param(item.key()) ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
   }
   return setup;
 }

@@ -99,13 +99,27 @@ void apply_exif_orientation(Image& image, int orientation) {
     for (int64_t x = 0; x < out_w; ++x) {
       int64_t sy = 0, sx = 0;  // source pixel of output (y, x)
       switch (orientation) {
-        case 2: sy = y, sx = w - 1 - x; break;              // mirror left-right
-        case 3: sy = h - 1 - y, sx = w - 1 - x; break;      // rotate 180
-        case 4: sy = h - 1 - y, sx = x; break;              // mirror top-bottom
-        case 5: sy = x, sx = y; break;                      // transpose
-        case 6: sy = h - 1 - x, sx = y; break;              // rotate 90 clockwise
-        case 7: sy = h - 1 - x, sx = w - 1 - y; break;      // transverse
-        case 8: sy = x, sx = w - 1 - y; break;              // rotate 90 counter-clockwise
+        case 2:  // mirror left-right
+          sy = y, sx = w - 1 - x;
+          break;
+        case 3:  // rotate 180
+          sy = h - 1 - y, sx = w - 1 - x;
+          break;
+        case 4:  // mirror top-bottom
+          sy = h - 1 - y, sx = x;
+          break;
+        case 5:  // transpose
+          sy = x, sx = y;
+          break;
+        case 6:  // rotate 90 clockwise
+          sy = h - 1 - x, sx = y;
+          break;
+        case 7:  // transverse
+          sy = h - 1 - x, sx = w - 1 - y;
+          break;
+        case 8:  // rotate 90 counter-clockwise
+          sy = x, sx = w - 1 - y;
+          break;
       }
       const uint8_t* src = &image.rgb[static_cast<size_t>((sy * w + sx) * 3)];
       uint8_t* dst = &out[static_cast<size_t>((y * out_w + x) * 3)];

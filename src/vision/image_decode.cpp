@@ -44,8 +44,10 @@ Image decode_image(std::string_view bytes, const std::string& name, const Decode
     check_png_chunks(bytes, name);
     // IHDR starts at byte 16 (the check above guarantees it is there).
     const auto* ihdr = reinterpret_cast<const unsigned char*>(bytes.data() + 16);
-    const uint32_t png_width = (uint32_t{ihdr[0]} << 24) | (uint32_t{ihdr[1]} << 16) | (uint32_t{ihdr[2]} << 8) | ihdr[3];
-    const uint32_t png_height = (uint32_t{ihdr[4]} << 24) | (uint32_t{ihdr[5]} << 16) | (uint32_t{ihdr[6]} << 8) | ihdr[7];
+    const uint32_t png_width =
+        (uint32_t{ihdr[0]} << 24) | (uint32_t{ihdr[1]} << 16) | (uint32_t{ihdr[2]} << 8) | ihdr[3];
+    const uint32_t png_height =
+        (uint32_t{ihdr[4]} << 24) | (uint32_t{ihdr[5]} << 16) | (uint32_t{ihdr[6]} << 8) | ihdr[7];
     L4_CHECK(png_width > 0 && png_height > 0, "{}: zero-size image ({}x{})", name, png_width, png_height);
   }
 
@@ -55,11 +57,12 @@ Image decode_image(std::string_view bytes, const std::string& name, const Decode
   L4_CHECK(stbi_info_from_memory(data, length, &width, &height, &channels), "{}: corrupt {} image: {}", name,
            png ? "PNG" : "JPEG", stb_reason());
   L4_CHECK(width > 0 && height > 0, "{}: zero-size image ({}x{})", name, width, height);
-  L4_CHECK(int64_t{width} * height <= options.max_pixels, "{}: image of {}x{} pixels exceeds the limit of {} pixels",
-           name, width, height, options.max_pixels);
+  L4_CHECK(int64_t{width} * height <= options.max_pixels,
+           "{}: image of {}x{} pixels exceeds the limit of {} pixels", name, width, height,
+           options.max_pixels);
 
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, length, &width, &height, &channels, 3),
-                                                   stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(data, length, &width, &height, &channels, 3), stbi_image_free);
   L4_CHECK(pixels != nullptr, "{}: corrupt {} image: {}", name, png ? "PNG" : "JPEG", stb_reason());
   L4_CHECK(width > 0 && height > 0, "{}: zero-size image ({}x{})", name, width, height);
 

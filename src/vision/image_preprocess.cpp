@@ -2,8 +2,8 @@
 
 #include <ATen/Version.h>
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "core/error.h"
 
@@ -30,7 +30,8 @@ bool less(const Num& a, const Num& b) {
 }
 
 int64_t floor_times(int64_t a, const Num& scale) {
-  if (scale.float32) return static_cast<int64_t>(std::floor(static_cast<float>(a) * static_cast<float>(scale.value)));
+  if (scale.float32)
+    return static_cast<int64_t>(std::floor(static_cast<float>(a) * static_cast<float>(scale.value)));
   return static_cast<int64_t>(std::floor(static_cast<double>(a) * scale.value));
 }
 
@@ -44,14 +45,14 @@ bool native_uint8_bilinear() {
   return native;
 }
 
-// tvF.resize(..., BILINEAR, antialias=True) on a uint8 [N, C, H, W] tensor.
+// tvF.resize(..., BILINEAR, antialias=True) on a uint8 [N, C, H, W] tensor; F.interpolate with a size and
+// antialias calls this same kernel with no scale factors.
 at::Tensor resize_u8(const at::Tensor& image, int64_t height, int64_t width) {
   if (image.size(-2) == height && image.size(-1) == width) return image;
-  namespace F = torch::nn::functional;
-  const auto options =
-      F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kBilinear).align_corners(false).antialias(true);
-  if (image.device().is_cpu() && native_uint8_bilinear()) return F::interpolate(image, options);
-  return F::interpolate(image.to(at::kFloat), options).round_().to(at::kByte);
+  if (image.device().is_cpu() && native_uint8_bilinear()) {
+    return at::_upsample_bilinear2d_aa(image, {height, width}, /*align_corners=*/false);
+  }
+  return at::_upsample_bilinear2d_aa(image.to(at::kFloat), {height, width}, false).round_().to(at::kByte);
 }
 
 }  // namespace
@@ -71,13 +72,15 @@ std::vector<Canvas> supported_canvases(int64_t max_patches, int64_t tile_size) {
       if (count % rows != 0) continue;
       const int64_t cols = count / rows;
       const double ratio = static_cast<double>(rows) / static_cast<double>(cols);
-      auto it = std::find_if(by_ratio.begin(), by_ratio.end(), [&](const auto& e) { return e.first == ratio; });
+      auto it =
+          std::find_if(by_ratio.begin(), by_ratio.end(), [&](const auto& e) { return e.first == ratio; });
       if (it == by_ratio.end()) it = by_ratio.insert(by_ratio.end(), {ratio, {}});
       it->second.push_back({rows * tile_size, cols * tile_size});
     }
   }
   std::vector<Canvas> canvases;
-  for (const auto& entry : by_ratio) canvases.insert(canvases.end(), entry.second.begin(), entry.second.end());
+  for (const auto& entry : by_ratio)
+    canvases.insert(canvases.end(), entry.second.begin(), entry.second.end());
   return canvases;
 }
 
@@ -107,7 +110,8 @@ Canvas best_canvas(int64_t height, int64_t width, const PreprocessOptions& optio
   const Canvas* best = nullptr;
   for (size_t i = 0; i < canvases.size(); ++i) {
     if (scales[i] != selected) continue;
-    if (best == nullptr || canvases[i].height * canvases[i].width < best->height * best->width) best = &canvases[i];
+    if (best == nullptr || canvases[i].height * canvases[i].width < best->height * best->width)
+      best = &canvases[i];
   }
   L4_ASSERT(best != nullptr);
   return *best;
@@ -146,7 +150,8 @@ TileGrid tile_grid(int64_t height, int64_t width, const PreprocessOptions& optio
 }
 
 ImageTiles tile_image(const Image& image, const PreprocessOptions& options) {
-  L4_CHECK(image.height > 0 && image.width > 0, "cannot tile an empty image ({}x{})", image.height, image.width);
+  L4_CHECK(image.height > 0 && image.width > 0, "cannot tile an empty image ({}x{})", image.height,
+           image.width);
   L4_ASSERT(static_cast<int64_t>(image.rgb.size()) == image.height * image.width * 3);
   const int64_t tile = options.tile_size;
   // [1, 3, H, W] viewed over the HWC pixels, the same (channels-last) layout torchvision gets from PIL.
@@ -172,8 +177,8 @@ ImageTiles tile_image(const Image& image, const PreprocessOptions& options) {
 
 at::Tensor normalize_tiles(const at::Tensor& tiles_u8) {
   L4_CHECK(tiles_u8.scalar_type() == at::kByte && tiles_u8.dim() >= 3 && tiles_u8.size(-3) == 3,
-           "normalize_tiles expects uint8 [..., 3, H, W], got {} {}", std::string(c10::toString(tiles_u8.scalar_type())),
-           c10::str(tiles_u8.sizes()));
+           "normalize_tiles expects uint8 [..., 3, H, W], got {} {}",
+           std::string(c10::toString(tiles_u8.scalar_type())), c10::str(tiles_u8.sizes()));
   // HF: images.to(bfloat16) * (1/255), then tvF.normalize with bfloat16 mean/std tensors of 0.5.
   const auto bf16 = tiles_u8.options().dtype(at::kBFloat16);
   const at::Tensor mean = at::full({3, 1, 1}, 0.5, bf16);

@@ -28,7 +28,8 @@ int64_t patches_per_tile(const config::VisionConfig& vision) {
   return side * side / downsample;
 }
 
-std::vector<int64_t> image_token_layout(const TileGrid& grid, int64_t patches_per_tile, const ImageTokenIds& ids) {
+std::vector<int64_t> image_token_layout(const TileGrid& grid, int64_t patches_per_tile,
+                                        const ImageTokenIds& ids) {
   L4_ASSERT(grid.rows >= 1 && grid.cols >= 1 && patches_per_tile >= 1);
   std::vector<int64_t> out;
   out.reserve(static_cast<size_t>((grid.num_local() + 1) * (patches_per_tile + 1) + grid.rows + 2));
@@ -48,11 +49,13 @@ std::vector<int64_t> image_token_layout(const TileGrid& grid, int64_t patches_pe
   return out;
 }
 
-std::vector<int64_t> expand_image_placeholders(const std::vector<int64_t>& tokens, const std::vector<TileGrid>& grids,
-                                               int64_t patches_per_tile, const ImageTokenIds& ids) {
+std::vector<int64_t> expand_image_placeholders(const std::vector<int64_t>& tokens,
+                                               const std::vector<TileGrid>& grids, int64_t patches_per_tile,
+                                               const ImageTokenIds& ids) {
   const auto placeholders = static_cast<size_t>(std::count(tokens.begin(), tokens.end(), ids.image));
-  L4_CHECK(placeholders == grids.size(), "the text has {} image placeholders (<|image|>) but {} images were given",
-           placeholders, grids.size());
+  L4_CHECK(placeholders == grids.size(),
+           "the text has {} image placeholders (<|image|>) but {} images were given", placeholders,
+           grids.size());
   std::vector<int64_t> out;
   out.reserve(tokens.size());
   size_t next = 0;

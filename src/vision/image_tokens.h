@@ -32,11 +32,13 @@ struct ImageTokenIds {
 int64_t patches_per_tile(const config::VisionConfig& vision);
 
 // The tokens standing for one image.
-std::vector<int64_t> image_token_layout(const TileGrid& grid, int64_t patches_per_tile, const ImageTokenIds& ids);
+std::vector<int64_t> image_token_layout(const TileGrid& grid, int64_t patches_per_tile,
+                                        const ImageTokenIds& ids);
 
 // Replaces the k-th <|image|> placeholder of `tokens` by the layout of grids[k]. The number of placeholders
 // must equal grids.size() (l4::Error naming both counts otherwise).
-std::vector<int64_t> expand_image_placeholders(const std::vector<int64_t>& tokens, const std::vector<TileGrid>& grids,
-                                               int64_t patches_per_tile, const ImageTokenIds& ids);
+std::vector<int64_t> expand_image_placeholders(const std::vector<int64_t>& tokens,
+                                               const std::vector<TileGrid>& grids, int64_t patches_per_tile,
+                                               const ImageTokenIds& ids);
 
 }  // namespace l4::vision

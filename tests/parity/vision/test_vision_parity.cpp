@@ -1,6 +1,6 @@
 // Vision against transformers (data from vision_oracle.py): decoding vs PIL, preprocessing vs
-// Llama4ImageProcessor, image token layout vs Llama4Processor, vision tower + projector vs Llama4VisionModel /
-// Llama4MultiModalProjector (outputs and gradients), and early fusion vs Llama4ForConditionalGeneration.
+// Llama4ImageProcessor, image token layout vs Llama4Processor, vision tower + projector vs Llama4VisionModel
+// / Llama4MultiModalProjector (outputs and gradients), and early fusion vs Llama4ForConditionalGeneration.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -8,8 +8,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "config/model_arch.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "model/param_count.h"
 #include "model/vision_encoder.h"
 #include "model/vision_projector.h"
 #include "vision/image_decode.h"
@@ -23,7 +25,9 @@ using nlohmann::json;
 
 const std::string kData = std::string(L4_TEST_DATA_DIR) + "/vision/";
 
-json read_json(const std::string& name) { return json::parse(read_file(kData + name)); }
+json read_json(const std::string& name) {
+  return json::parse(read_file(kData + name));
+}
 
 std::map<std::string, at::Tensor> read_tensors(const std::string& name) {
   const std::string bytes = read_file(kData + name);
@@ -78,8 +82,9 @@ TEST(VisionParity, PreprocessingMatchesHf) {
   for (const json& c : meta["cases"]) {
     const std::string name = c["name"];
     // PNG: from the file (decode + preprocessing). JPEG: from PIL's pixels, since the decoders differ.
-    const vision::Image image = c["format"] == "png" ? vision::load_image(kData + c["file"].get<std::string>())
-                                                     : rgb_to_image(decoded.at(name));
+    const vision::Image image = c["format"] == "png"
+                                    ? vision::load_image(kData + c["file"].get<std::string>())
+                                    : rgb_to_image(decoded.at(name));
     const vision::ImageTiles tiles = vision::tile_image(image, options);
     EXPECT_EQ(tiles.grid.rows, c["grid"][0].get<int64_t>()) << name;
     EXPECT_EQ(tiles.grid.cols, c["grid"][1].get<int64_t>()) << name;
@@ -104,7 +109,8 @@ TEST(VisionParity, CanvasAndResizeSizesMatchHf) {
       const int64_t h = row[0], w = row[1];
       const vision::Canvas canvas = vision::best_canvas(h, w, options);
       const auto [rh, rw] = vision::resized_size(h, w, canvas, options);
-      ASSERT_EQ(canvas.height / options.tile_size, row[2].get<int64_t>()) << h << "x" << w << " " << variant.dump().substr(0, 60);
+      ASSERT_EQ(canvas.height / options.tile_size, row[2].get<int64_t>())
+          << h << "x" << w << " " << variant.dump().substr(0, 60);
       ASSERT_EQ(canvas.width / options.tile_size, row[3].get<int64_t>()) << h << "x" << w;
       ASSERT_EQ(rh, row[4].get<int64_t>()) << h << "x" << w << " max_canvas " << options.resize_to_max_canvas;
       ASSERT_EQ(rw, row[5].get<int64_t>()) << h << "x" << w << " max_canvas " << options.resize_to_max_canvas;
@@ -127,8 +133,9 @@ TEST(VisionParity, TokenLayoutMatchesProcessor) {
   }
   config::VisionConfig vision_config;
   vision_config.image_size = 336;
-  const std::vector<int64_t> ours = vision::expand_image_placeholders(
-      data["placeholder_ids"].get<std::vector<int64_t>>(), grids, vision::patches_per_tile(vision_config), ids);
+  const std::vector<int64_t> ours =
+      vision::expand_image_placeholders(data["placeholder_ids"].get<std::vector<int64_t>>(), grids,
+                                        vision::patches_per_tile(vision_config), ids);
   const auto theirs = data["input_ids"].get<std::vector<int64_t>>();
   EXPECT_EQ(ours, theirs);
   std::printf("token layout: %zu images, %zu tokens, identical\n", grids.size(), theirs.size());
@@ -166,11 +173,13 @@ struct Tower {
     torch::NoGradGuard no_grad;
     std::set<std::string> hf_names;
     for (const auto& [name, t] : data) {
-      if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0) hf_names.insert(name);
+      if (name.rfind("vision_model.", 0) == 0 || name.rfind("multi_modal_projector.", 0) == 0)
+        hf_names.insert(name);
     }
     std::set<std::string> our_names;
-    for (const auto& [prefix, module] : {std::pair<std::string, torch::nn::Module*>{"vision_model.", vision.get()},
-                                         {"multi_modal_projector.", projector.get()}}) {
+    for (const auto& [prefix, module] :
+         {std::pair<std::string, torch::nn::Module*>{"vision_model.", vision.get()},
+          {"multi_modal_projector.", projector.get()}}) {
       for (const auto& p : module->named_parameters()) {
         const std::string name = prefix + p.key();
         our_names.insert(name);
@@ -198,8 +207,9 @@ TEST(VisionParity, TowerFeaturesAndGradientsMatchHf) {
   (projected * t.data.at("input.grad_weights")).sum().backward();
   double worst_rel = 0;
   int compared = 0;
-  for (const auto& [prefix, module] : {std::pair<std::string, torch::nn::Module*>{"vision_model.", t.vision.get()},
-                                       {"multi_modal_projector.", t.projector.get()}}) {
+  for (const auto& [prefix, module] :
+       {std::pair<std::string, torch::nn::Module*>{"vision_model.", t.vision.get()},
+        {"multi_modal_projector.", t.projector.get()}}) {
     for (const auto& p : module->named_parameters()) {
       const std::string name = prefix + p.key();
       const at::Tensor want = t.data.at("grad." + name);
@@ -253,11 +263,97 @@ TEST(VisionParity, EarlyFusionMatchesHf) {
 
 TEST(VisionParity, FrozenTowerGetsNoGradients) {
   Tower t;
-  const at::Tensor features = model::encode_images(t.vision, t.projector, t.data.at("input.pixel_values").slice(0, 0, 1),
-                                                   /*frozen=*/true);
+  const at::Tensor features =
+      model::encode_images(t.vision, t.projector, t.data.at("input.pixel_values").slice(0, 0, 1),
+                           /*frozen=*/true);
   features.sum().backward();
   for (const auto& p : t.vision->parameters()) EXPECT_FALSE(p.grad().defined());
   EXPECT_TRUE(t.projector->linear_1->weight.grad().defined());
+}
+
+TEST(VisionTower, PixelShuffleChannelOrder) {
+  // Architecture reference 3.3: on a 24x24 grid, token 12i + j holds patches (2i, 2j), (2i, 2j + 1),
+  // (2i + 1, 2j), (2i + 1, 2j + 1), each C channels wide, in that order.
+  const int64_t c = 3;
+  const at::Tensor x = at::arange(24 * 24 * c, at::kFloat).reshape({1, 24 * 24, c});
+  const at::Tensor y = model::pixel_shuffle(x, 0.5);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, 144, 4 * c}));
+  for (int64_t i : {0, 5, 11}) {
+    for (int64_t j : {0, 7, 11}) {
+      const at::Tensor token = y[0][12 * i + j];
+      const int64_t patches[4] = {24 * (2 * i) + 2 * j, 24 * (2 * i) + 2 * j + 1, 24 * (2 * i + 1) + 2 * j,
+                                  24 * (2 * i + 1) + 2 * j + 1};
+      for (int k = 0; k < 4; ++k) {
+        EXPECT_TRUE(at::equal(token.slice(0, k * c, (k + 1) * c), x[0][patches[k]]))
+            << i << "," << j << "," << k;
+      }
+    }
+  }
+}
+
+TEST(VisionTower, ConfigErrorsNameTheField) {
+  config::VisionConfig c;
+  c.hidden_size = 36;
+  c.num_attention_heads = 6;  // head_dim 6: not a multiple of 4
+  c.intermediate_size = 144;
+  EXPECT_THROW(model::validate_vision_config(c), l4::Error);
+  c.num_attention_heads = 3;  // head_dim 12
+  model::validate_vision_config(c);
+  c.intermediate_size = 100;
+  try {
+    model::validate_vision_config(c);
+    FAIL() << "expected an error";
+  } catch (const l4::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("intermediate_size (100)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(VisionTower, RopeLeavesClsUnrotated) {
+  config::VisionConfig c;
+  c.hidden_size = 32;
+  c.num_attention_heads = 4;
+  c.image_size = 56;
+  c.patch_size = 14;  // 4 x 4 patches
+  const at::Tensor table = model::vision_rope_table(c);
+  ASSERT_EQ(table.sizes(), (std::vector<int64_t>{17, 4}));
+  EXPECT_TRUE(at::allclose(at::view_as_real(table[16]), at::view_as_real(at::ones({4}, at::kComplexFloat))));
+  // Patch 6 is at x = 2, y = 1: pair 0 turns by (x + 1) w_0 = 3, pair 2 by (y + 1) w_0 = 2 (w_0 = 1).
+  EXPECT_NEAR(std::arg(table[6][0].item<c10::complex<float>>()), 3.0, 1e-6);
+  EXPECT_NEAR(std::arg(table[6][2].item<c10::complex<float>>()), 2.0, 1e-6);
+}
+
+TEST(VisionTower, ScoutShapesMatchTheParameterCount) {
+  // Built on the meta device: shapes only. The module's parameters must add up to what `llama4 info`
+  // computes from the architecture (vision encoder + adapter + projector).
+  const config::ModelArch arch = config::load_model_arch(std::string(L4_SOURCE_DIR) + "/configs/scout.yaml");
+  ASSERT_TRUE(arch.vision_config.has_value());
+  const auto meta = at::TensorOptions().device(at::kMeta);
+  model::VisionModel vision(*arch.vision_config, meta);
+  model::MultiModalProjector projector(*arch.vision_config, arch.text_config.hidden_size, meta);
+  int64_t total = 0;
+  for (const auto& p : vision->parameters()) total += p.numel();
+  for (const auto& p : projector->parameters()) total += p.numel();
+  EXPECT_EQ(total, model::count_params(arch).vision_params);
+  EXPECT_EQ(vision->named_parameters().size(), 9u + 16u * 34u);
+  EXPECT_EQ(vision->tokens_per_tile(), 144);
+}
+
+TEST(VisionTower, TinyConfigRunsFromScratch) {
+  const config::ModelArch arch = config::load_model_arch(std::string(L4_SOURCE_DIR) + "/configs/tiny.yaml");
+  model::VisionModel vision(*arch.vision_config);
+  model::MultiModalProjector projector(*arch.vision_config, arch.text_config.hidden_size);
+  vision->reset_parameters(7);
+  projector->reset_parameters(0.02, 8);
+  const at::Tensor pixels = at::rand({2, 3, 336, 336}) * 2 - 1;
+  const at::Tensor features = model::encode_images(vision, projector, pixels);
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{2 * 144, arch.text_config.hidden_size}));
+  EXPECT_TRUE(features.isfinite().all().item<bool>());
+  // The same seed gives the same weights.
+  model::VisionModel again(*arch.vision_config);
+  again->reset_parameters(7);
+  EXPECT_TRUE(at::equal(again->positional_embedding_vlm, vision->positional_embedding_vlm));
+  EXPECT_TRUE(at::equal(again->model->layers[1]->as<model::VisionEncoderLayerImpl>()->mlp->fc1->weight,
+                        vision->model->layers[1]->as<model::VisionEncoderLayerImpl>()->mlp->fc1->weight));
 }
 
 }  // namespace

@@ -1,15 +1,17 @@
-"""Reference data for the vision parity tests, made by transformers 5.17 (Llama4ImageProcessor, Llama4Processor,
-Llama4VisionModel, Llama4MultiModalProjector, Llama4ForConditionalGeneration) from images and tiny random models
-generated here.
+"""Reference data for the vision parity tests, made by transformers 5.17 (Llama4ImageProcessor,
+Llama4Processor, Llama4VisionModel, Llama4MultiModalProjector, Llama4ForConditionalGeneration) from images
+and tiny random models generated here.
 
 Writes to --out:
   images/*.png|jpg           test images (PIL), of varied sizes, aspect ratios and PNG colour types
   decode.json, decode.pt     per image: PIL's convert("RGB") pixels (what HF processors see)
   preprocess.json/.pt        per image: HF pixel_values (bfloat16) and tile grid
   sizes.json                 canvas and resize target chosen by HF for many (height, width) pairs and options
-  tokens.json                special-token ids, a chat with images: ids before and after the processor's expansion
-  tower.json/.pt             tiny vision tower + projector: weights, inputs, features, gradients; tiny full model:
-                             the fused input embeddings and logits for a prompt with two images
+  tokens.json                special-token ids, a chat with images: ids before and after the processor's
+                             expansion
+  tower.json/.pt             tiny vision tower + projector: weights, inputs, features, gradients; tiny full
+                             model: the fused input embeddings and logits for a prompt with two images
+  full_model.pt              the tiny full model's weights (for a logits check once the text model exists)
 """
 
 import argparse
@@ -45,7 +47,8 @@ def smooth(h, w, seed):
     y = np.linspace(0, 1, h, dtype=np.float64)[:, None]
     x = np.linspace(0, 1, w, dtype=np.float64)[None, :]
     f = rs.uniform(1, 6, size=3)
-    img = np.stack([np.sin(f[0] * x * 6 + y * 3), np.cos(f[1] * y * 5 - x * 2), np.sin(f[2] * (x + y) * 4)], -1)
+    img = np.stack([np.sin(f[0] * x * 6 + y * 3), np.cos(f[1] * y * 5 - x * 2),
+                    np.sin(f[2] * (x + y) * 4)], -1)
     img = (img + 1) * 127.5 + rs.normal(0, 6, size=(h, w, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -56,7 +59,6 @@ def noise(h, w, seed):
 
 def make_images(out):
     """(name, PIL image, format) for the decode and preprocessing cases."""
-    rs = np.random.RandomState(7)
     cases = [
         ("tiny_1x1", Image.fromarray(noise(1, 1, 1)), "png"),
         ("tiny_5x7", Image.fromarray(noise(5, 7, 2)), "png"),
@@ -74,10 +76,10 @@ def make_images(out):
         ("huge_2100x3300", Image.fromarray(smooth(2100, 3300, 14)), "png"),
         ("grey_123x456", Image.fromarray(smooth(123, 456, 15)[:, :, 0], mode="L"), "png"),
         ("grey_alpha_250x90", Image.fromarray(noise(250, 90, 16)[:, :, :2], mode="LA"), "png"),
-        ("rgba_400x333", Image.fromarray(np.concatenate([noise(400, 333, 17), noise(400, 333, 18)[:, :, :1]], -1),
-                                         mode="RGBA"), "png"),
-        ("palette_350x710", Image.fromarray(smooth(350, 710, 19)).quantize(colors=200, method=Image.Quantize.MEDIANCUT),
-         "png"),
+        ("rgba_400x333", Image.fromarray(np.concatenate([noise(400, 333, 17), noise(400, 333, 18)[:, :, :1]],
+                                                        -1), mode="RGBA"), "png"),
+        ("palette_350x710",
+         Image.fromarray(smooth(350, 710, 19)).quantize(colors=200, method=Image.Quantize.MEDIANCUT), "png"),
         ("grey_1bit_77x41", Image.fromarray(noise(77, 41, 20)[:, :, 0] > 127), "png"),
         ("jpeg_480x640", Image.fromarray(smooth(480, 640, 21)), "jpg"),
         ("jpeg_grey_300x200", Image.fromarray(smooth(300, 200, 22)[:, :, 1], mode="L"), "jpg"),
@@ -88,7 +90,8 @@ def make_images(out):
     cases.append(("palette_trns_60x80", pal, "png"))
     # EXIF orientations 2..8: transformers' load_image() turns the pixels upright (exif_transpose).
     for orientation in range(2, 9):
-        cases.append((f"exif{orientation}_9x14", Image.fromarray(noise(9, 14, 30 + orientation)), "png", orientation))
+        image = Image.fromarray(noise(9, 14, 30 + orientation))
+        cases.append((f"exif{orientation}_9x14", image, "png", orientation))
     cases.append(("exif6_jpeg_120x200", Image.fromarray(smooth(120, 200, 40)), "jpg", 6))
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     written = []
@@ -106,7 +109,6 @@ def make_images(out):
         else:
             img.save(path, format="JPEG", quality=92, **kwargs)
         written.append((name, path, fmt))
-    del rs
     return written
 
 
@@ -237,7 +239,8 @@ def tokens(out, images):
                                      {"type": "text", "text": " please ."}]},
         {"role": "assistant", "content": "them"},
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Now this one"},
-                                     {"type": "image"}, {"type": "image"}, {"type": "text", "text": "too ."}]},
+                                     {"type": "image"}, {"type": "image"},
+                                     {"type": "text", "text": "too ."}]},
     ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     pil = [load_image(by_name[n]) for n in chosen]
@@ -285,7 +288,8 @@ def tower(out, images):
                 pad_token_id=small_ids["<|finetune_right_pad|>"], bos_token_id=small_ids["<|begin_of_text|>"],
                 eos_token_id=[small_ids["<|eot|>"]], tie_word_embeddings=False)
     config = Llama4Config(vision_config=vision, text_config=text, image_token_index=small_ids["<|patch|>"],
-                          boi_token_index=small_ids["<|image_start|>"], eoi_token_index=small_ids["<|image_end|>"])
+                          boi_token_index=small_ids["<|image_start|>"],
+                          eoi_token_index=small_ids["<|image_end|>"])
     config.vision_config._attn_implementation = "eager"
     model = Llama4ForConditionalGeneration(config).eval()
     randomise(model.vision_model, gen)

@@ -77,15 +77,21 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedAttention,
                          ::testing::Values(std::make_tuple(11, 4), std::make_tuple(12, 4),
                                            std::make_tuple(5, 8), std::make_tuple(6, 1)));
 
-TEST(Attention, PackedDocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart) {
+// Masks (short rows) and one attention per document (long rows) must agree with the definition.
+class PackedAttention : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PackedAttention, DocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart) {
   const int64_t seq_len = 10, chunk = 3;
   const config::TextConfig c = tiny(chunk);
   const Qkv x = random_qkv(2, seq_len);
-  const at::Tensor docs = torch::tensor({{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {3, 3, 4, 4, 4, 4, 4, 4, 4, 9}});
+  // Row 1 reuses id 3 after id 4: a third document, not a continuation of the first.
+  const at::Tensor docs = torch::tensor({{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {3, 3, 4, 4, 4, 4, 4, 4, 3, 3}});
+  const at::Tensor runs = torch::tensor({{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {0, 0, 1, 1, 1, 1, 1, 1, 2, 2}});
   const at::Tensor offsets = document_offsets(docs);
   AttentionContext context(c, torch::ones({2}), 2, seq_len, torch::kCPU, std::nullopt, docs);
+  if (GetParam()) context.max_mask_elements = 0;  // per-document path
   auto same_doc = [&](int64_t b, int64_t q, int64_t k) {
-    return k <= q && docs[b][q].item<int64_t>() == docs[b][k].item<int64_t>();
+    return k <= q && runs[b][q].item<int64_t>() == runs[b][k].item<int64_t>();
   };
   const at::Tensor global = causal_attention(x.q, x.k, x.v, context, false, 0.5);
   EXPECT_TRUE(torch::allclose(global.to(torch::kDouble), reference_attention(x.q, x.k, x.v, 0.5, same_doc),
@@ -96,6 +102,16 @@ TEST(Attention, PackedDocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart)
            offsets[b][q].item<int64_t>() / chunk == offsets[b][k].item<int64_t>() / chunk;
   });
   EXPECT_TRUE(torch::allclose(chunked.to(torch::kDouble), want, 1e-5, 1e-5));
+}
+
+INSTANTIATE_TEST_SUITE_P(MasksOrPerDocument, PackedAttention, ::testing::Values(false, true));
+
+TEST(Attention, SingleDocumentRowsTakeTheUnmaskedPath) {
+  const config::TextConfig c = tiny(4);
+  const at::Tensor docs = torch::tensor({{3, 3, 3, 3, 3, 3}, {0, 0, 0, 0, 0, 0}});
+  AttentionContext context(c, torch::ones({2}), 2, 6, torch::kCPU, std::nullopt, docs);
+  EXPECT_FALSE(context.packed());
+  EXPECT_TRUE(torch::equal(context.offsets(), torch::arange(6).expand({2, 6})));
 }
 
 TEST(Attention, TemperatureUsesTheOffsetWithinTheDocument) {

@@ -18,7 +18,8 @@ void append(void* context, void* data, int size) {
 }  // namespace
 
 std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
 }
 
 std::string png_chunk(const std::string& type, const std::string& data, bool corrupt_crc) {
@@ -36,8 +37,8 @@ std::string make_png(uint32_t width, uint32_t height, int color_type, int bit_de
   std::string raw;
   for (const std::string& row : rows) raw += '\0' + row;
   int zlen = 0;
-  unsigned char* z = stbi_zlib_compress(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(raw.size()),
-                                        &zlen, 8);
+  unsigned char* z = stbi_zlib_compress(reinterpret_cast<unsigned char*>(raw.data()),
+                                        static_cast<int>(raw.size()), &zlen, 8);
   std::string idat(reinterpret_cast<const char*>(z), static_cast<size_t>(zlen));
   STBIW_FREE(z);
   std::string png("\x89PNG\r\n\x1a\n", 8);
@@ -61,8 +62,8 @@ std::string stb_jpeg(int width, int height, int channels, const std::vector<uint
 }
 
 std::string exif_tiff(int orientation) {
-  std::string tiff("MM\0*\0\0\0\x08", 8);            // big-endian, IFD0 at offset 8
-  tiff += std::string("\0\x01", 2);                     // one entry
+  std::string tiff("MM\0*\0\0\0\x08", 8);              // big-endian, IFD0 at offset 8
+  tiff += std::string("\0\x01", 2);                    // one entry
   tiff += std::string("\x01\x12\0\x03\0\0\0\x01", 8);  // tag 0x0112, SHORT, count 1
   tiff += {'\0', static_cast<char>(orientation), '\0', '\0'};
   tiff += std::string(4, '\0');  // no next IFD

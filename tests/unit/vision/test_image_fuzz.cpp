@@ -19,14 +19,16 @@ using testing::stb_png;
 
 std::vector<std::string> seeds() {
   std::string palette;
-  for (int i = 0; i < 8; ++i) palette += {static_cast<char>(i * 30), static_cast<char>(200 - i * 20), static_cast<char>(i)};
+  for (int i = 0; i < 8; ++i)
+    palette += {static_cast<char>(i * 30), static_cast<char>(200 - i * 20), static_cast<char>(i)};
   std::vector<std::string> rows;
   for (int y = 0; y < 6; ++y) rows.push_back(std::string("\x01\x23\x45\x67\x01", 5));  // 4-bit indices
   return {
       stb_png(23, 17, 3, pattern(23, 17, 3, 1)),
       stb_png(9, 11, 4, pattern(9, 11, 4, 2)),
       stb_png(12, 5, 1, pattern(12, 5, 1, 3)),
-      make_png(10, 6, 3, 4, rows, {png_chunk("PLTE", palette), png_chunk("tRNS", std::string("\x00\x40", 2))}),
+      make_png(10, 6, 3, 4, rows,
+               {png_chunk("PLTE", palette), png_chunk("tRNS", std::string("\x00\x40", 2))}),
       stb_jpeg(33, 21, 3, pattern(33, 21, 3, 4), 90),
       stb_jpeg(16, 16, 1, pattern(16, 16, 1, 5), 75),
       testing::with_jpeg_exif(stb_jpeg(12, 7, 3, pattern(12, 7, 3, 6), 80), 6),
@@ -40,12 +42,22 @@ std::string mutate(const std::string& seed, std::mt19937& rng) {
   const int edits = 1 + static_cast<int>(rng() % 4);
   for (int e = 0; e < edits && !s.empty(); ++e) {
     switch (rng() % 6) {
-      case 0: s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8)); break;  // bit flip
-      case 1: s[pick(s.size())] = static_cast<char>(rng()); break;              // random byte
-      case 2: s[pick(s.size())] = static_cast<char>((rng() % 2) ? 0xFF : 0x00); break;
-      case 3: s.resize(pick(s.size() + 1)); break;                                // truncate
-      case 4: s.insert(pick(s.size() + 1), std::string(1 + pick(8), static_cast<char>(rng()))); break;
-      case 5: {                                                                   // delete a run
+      case 0:
+        s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8));
+        break;  // bit flip
+      case 1:
+        s[pick(s.size())] = static_cast<char>(rng());
+        break;  // random byte
+      case 2:
+        s[pick(s.size())] = static_cast<char>((rng() % 2) ? 0xFF : 0x00);
+        break;
+      case 3:
+        s.resize(pick(s.size() + 1));
+        break;  // truncate
+      case 4:
+        s.insert(pick(s.size() + 1), std::string(1 + pick(8), static_cast<char>(rng())));
+        break;
+      case 5: {  // delete a run
         const size_t at = pick(s.size());
         s.erase(at, 1 + pick(8));
         break;
@@ -57,7 +69,8 @@ std::string mutate(const std::string& seed, std::mt19937& rng) {
 
 TEST(ImageFuzz, MutatedBytesNeverCrash) {
   const std::vector<std::string> inputs = seeds();
-  for (const std::string& seed : inputs) ASSERT_NO_THROW(decode_image(seed, "seed")) << "seed images must decode";
+  for (const std::string& seed : inputs)
+    ASSERT_NO_THROW(decode_image(seed, "seed")) << "seed images must decode";
   std::mt19937 rng(20240501);
   int decoded = 0, rejected = 0;
   constexpr int kMutations = 10000;

@@ -24,7 +24,9 @@ ImageTokenIds ids() {
   });
 }
 
-int64_t count(const std::vector<int64_t>& v, int64_t id) { return std::count(v.begin(), v.end(), id); }
+int64_t count(const std::vector<int64_t>& v, int64_t id) {
+  return std::count(v.begin(), v.end(), id);
+}
 
 TEST(ImageTokens, PatchesPerTile) {
   config::VisionConfig vision;
