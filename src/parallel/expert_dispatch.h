@@ -33,6 +33,10 @@ struct DispatchStats {
   double drop_rate() const { return rows > 0 ? static_cast<double>(dropped) / rows : 0.0; }
 };
 
+// Job-wide statistics: sums rows and drops of `local` over `comm` (collective; CPU tensors, so an MPI
+// communicator such as the world).
+DispatchStats sum_over_ranks(const DispatchStats& local, Communicator& comm);
+
 // The local expert seam: rows [M, D] sorted by local expert, rows_per_local_expert[j] rows for local
 // expert j (sums to M; zeros allowed) -> outputs [M, D_out] in the same order.
 using LocalExpertFn =

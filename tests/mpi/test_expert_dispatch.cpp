@@ -110,10 +110,11 @@ Errors run_case(Routing routing, int ep, double capacity_factor, int64_t* droppe
   grid.edp_comm().all_reduce(g1, ReduceOp::kSum);
   grid.edp_comm().all_reduce(g2, ReduceOp::kSum);
   grid.edp_comm().all_reduce(g3, ReduceOp::kSum);
-  at::Tensor dropped = torch::tensor({dispatch.last_stats().dropped});
-  comm.all_reduce(dropped, ReduceOp::kSum);
-  if (dropped_global != nullptr) *dropped_global = dropped.item<int64_t>();
-  EXPECT_EQ(dropped.item<int64_t>(), ref.dropped);
+  const DispatchStats global = sum_over_ranks(dispatch.last_stats(), comm);
+  if (dropped_global != nullptr) *dropped_global = global.dropped;
+  EXPECT_EQ(global.dropped, ref.dropped);
+  EXPECT_EQ(global.rows, b.x.size(0));
+  EXPECT_DOUBLE_EQ(global.drop_rate(), static_cast<double>(ref.dropped) / b.x.size(0));
 
   const int64_t e0 = grid.expert_begin(), el = grid.experts_per_rank();
   Errors err;
