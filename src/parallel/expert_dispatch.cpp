@@ -46,6 +46,12 @@ at::Tensor all_to_all_v_autograd(const at::Tensor& x, const std::vector<int64_t>
   return AllToAllV::apply(x, send_counts, recv_counts, comm_to_int(&comm));
 }
 
+DispatchStats sum_over_ranks(const DispatchStats& local, Communicator& comm) {
+  at::Tensor counts = torch::tensor({local.rows, local.dropped}, torch::kLong);
+  comm.all_reduce(counts, ReduceOp::kSum);
+  return DispatchStats{counts[0].item<int64_t>(), counts[1].item<int64_t>()};
+}
+
 ExpertDispatch::ExpertDispatch(Communicator& ep_comm, int64_t num_experts, DispatchOptions options)
     : comm_(ep_comm), num_experts_(num_experts), options_(options) {
   L4_CHECK(num_experts >= 1 && num_experts % ep_comm.size() == 0,

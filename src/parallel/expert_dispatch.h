@@ -10,6 +10,15 @@
 // x and every weight local_compute uses. Every rank of the EP communicator must call dispatch() the same
 // number of times in the same order, and backward must run on all of them (it contains collectives);
 // x must require grad on all ranks or on none. With an EP communicator of size 1 nothing is exchanged.
+// Inside each local expert's slice, rows come in source-rank order, then in row order: the order a
+// single process would see for the EP group's concatenated batch, so sums over rows match it.
+//
+// Typical use in an MoE layer (ProcessGrid grid; top-k slots flattened to rows, already gate-scaled):
+//   ExpertDispatch dispatch(grid.ep_comm(), num_experts, {capacity_factor});
+//   at::Tensor out = dispatch(rows, expert_ids, [&](const at::Tensor& r, const std::vector<int64_t>& c) {
+//     return run_experts(r, c, gate_up_proj, down_proj);   // this rank's experts [e0, e0 + E/ep)
+//   });
+//   // out [N, D] in the original slot order -> sum the k slots of each token, add the shared expert.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -32,6 +41,10 @@ struct DispatchStats {
   int64_t dropped = 0;  // of which dropped for capacity
   double drop_rate() const { return rows > 0 ? static_cast<double>(dropped) / rows : 0.0; }
 };
+
+// Job-wide statistics: sums rows and drops of `local` over `comm` (collective; CPU tensors, so an MPI
+// communicator such as the world).
+DispatchStats sum_over_ranks(const DispatchStats& local, Communicator& comm);
 
 // The local expert seam: rows [M, D] sorted by local expert, rows_per_local_expert[j] rows for local
 // expert j (sums to M; zeros allowed) -> outputs [M, D_out] in the same order.

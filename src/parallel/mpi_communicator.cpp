@@ -71,7 +71,13 @@ class MpiWork final : public Work {
       : request_(request), buffer_(std::move(buffer)), target_(std::move(target)), scale_(scale),
         watchdog_(std::move(watchdog)), comm_name_(std::move(comm_name)) {}
   ~MpiWork() override {
-    if (!done_) wait();
+    // A destructor must not throw; an unwaited failed request has nobody left to tell.
+    if (!done_) {
+      try {
+        wait();
+      } catch (...) {
+      }
+    }
   }
   void wait() override {
     if (done_) return;

@@ -26,6 +26,12 @@ class ProcessGrid {
   int64_t expert_end() const { return layout_.expert_end(); }
   int64_t experts_per_rank() const { return layout_.experts_per_rank(); }
 
+  // This rank's rows [expert_begin, expert_end) of a full [E, ...] expert tensor (a view).
+  at::Tensor expert_shard(const at::Tensor& full) const;
+  // Collective over the EP group: the full [E, ...] tensor from every rank's [E/ep, ...] shard (e.g. to
+  // compare an EP run's expert parameters with a single-process run, or to export them).
+  at::Tensor gather_experts(const at::Tensor& shard) const;
+
  private:
   Communicator& world_;
   GridLayout layout_;

@@ -110,10 +110,11 @@ Errors run_case(Routing routing, int ep, double capacity_factor, int64_t* droppe
   grid.edp_comm().all_reduce(g1, ReduceOp::kSum);
   grid.edp_comm().all_reduce(g2, ReduceOp::kSum);
   grid.edp_comm().all_reduce(g3, ReduceOp::kSum);
-  at::Tensor dropped = torch::tensor({dispatch.last_stats().dropped});
-  comm.all_reduce(dropped, ReduceOp::kSum);
-  if (dropped_global != nullptr) *dropped_global = dropped.item<int64_t>();
-  EXPECT_EQ(dropped.item<int64_t>(), ref.dropped);
+  const DispatchStats global = sum_over_ranks(dispatch.last_stats(), comm);
+  if (dropped_global != nullptr) *dropped_global = global.dropped;
+  EXPECT_EQ(global.dropped, ref.dropped);
+  EXPECT_EQ(global.rows, b.x.size(0));
+  EXPECT_DOUBLE_EQ(global.drop_rate(), static_cast<double>(ref.dropped) / b.x.size(0));
 
   const int64_t e0 = grid.expert_begin(), el = grid.experts_per_rank();
   Errors err;
@@ -122,7 +123,8 @@ Errors run_case(Routing routing, int ep, double capacity_factor, int64_t* droppe
   err.w_grad = std::max({testing::max_abs_diff(g1, ref.w1_grad.narrow(0, e0, el)),
                          testing::max_abs_diff(g2, ref.w2_grad.narrow(0, e0, el)),
                          testing::max_abs_diff(g3, ref.w3_grad.narrow(0, e0, el))});
-  err.init = testing::max_abs_diff(w.w1, full.w1.narrow(0, e0, el));
+  err.init = std::max(testing::max_abs_diff(w.w1, grid.expert_shard(full.w1)),
+                      testing::max_abs_diff(grid.gather_experts(w.w2.detach()), full.w2));
   // Agree on the worst error before anyone asserts.
   err.out = testing::max_over_ranks(err.out, comm);
   err.x_grad = testing::max_over_ranks(err.x_grad, comm);
