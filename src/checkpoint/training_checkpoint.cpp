@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <filesystem>
 #include <map>
 
@@ -200,6 +203,10 @@ std::string save_checkpoint(const SaveRequest& request, const SaveCollective& co
         piece.erase("global_shape");
         tensor["pieces"].push_back(piece);
       }
+    }
+    // Test hook: widen the window in which a kill leaves only step_N.tmp behind.
+    if (const char* delay = std::getenv("L4_CHECKPOINT_TEST_DELAY_S")) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
     }
     write_file_atomic((fs::path(tmp_dir) / "trainer_state.json").string(), trainer_state.dump(1));
     write_file_atomic((fs::path(tmp_dir) / "manifest.json").string(), manifest.dump(1));
