@@ -99,6 +99,7 @@ class Trainer {
     sync_options.overlap = recipe_.parallel.overlap_grad_sync;
     sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
     grad_sync_ = std::make_unique<parallel::GradSync>(setup_.sync, grid_, sync_options);
+    if (options.eval_only) return evaluate_and_print();
     loader_ = std::make_unique<data::ShardedLoader>(
         data::loader_options_from_recipe(recipe_, /*eval=*/false, world_.rank(), world_.size()));
     if (world_.rank() == 0) {
@@ -259,6 +260,16 @@ class Trainer {
   }
 
   // --- evaluation -----------------------------------------------------------------------------------
+  int evaluate_and_print() {
+    L4_CHECK(!recipe_.data.eval.empty(), "{}: data.eval is empty: nothing to evaluate", recipe_.source);
+    resume();
+    const double loss = evaluate();
+    if (world_.rank() == 0) {
+      std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f\n", static_cast<long long>(step_), loss, std::exp(loss));
+    }
+    return 0;
+  }
+
   void add_eval(std::vector<std::pair<std::string, double>>& values) {
     if (recipe_.data.eval.empty()) return;
     const double loss = evaluate();
@@ -384,7 +395,7 @@ class Trainer {
     const size_t mine = ranks.size() == static_cast<size_t>(world_.size()) ? world_.rank() : 0;
     restore_cpu_rng_state(ranks.at(mine).at("rng").get<std::string>());
     const auto& shared = ckpt.trainer_state.at("shared");
-    loader_->restore(data::LoaderState::from_json(shared.at("loader")));
+    if (loader_) loader_->restore(data::LoaderState::from_json(shared.at("loader")));
     step_ = shared.at("step").get<int64_t>();
     tokens_seen_ = shared.value("tokens_seen", int64_t{0});
     elapsed_s_ = shared.value("elapsed_s", 0.0);

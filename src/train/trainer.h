@@ -9,6 +9,7 @@ namespace l4::train {
 
 struct TrainerOptions {
   bool print_param_groups = false;  // print every parameter's group, lr and weight decay, then exit
+  bool eval_only = false;           // restore per checkpoint.resume, evaluate the eval split, print, exit
 };
 
 // Collective over the MPI world (a single process needs no launcher). Returns the exit code: 0 when the

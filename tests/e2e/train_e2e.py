@@ -99,6 +99,14 @@ logging: {{run_dir: {work}/run, peak_tflops: 0.3}}
     check(model_crcs(manifest(f"{work}/straight/ckpt", 10)) == model_crcs(manifest(f"{work}/split/ckpt", 10)),
           "final parameters and optimizer state identical (CRC of every tensor)")
 
+    # --- llama4 eval reproduces the final evaluation of the run, on another world size ----------------
+    final_eval = [row["eval_loss"] for row in map(json.loads, open(f"{work}/straight/run/metrics.jsonl")) if "eval_loss" in row]
+    r = subprocess.run([BINARY, "eval", "--config", recipe, *paths("straight")], cwd=SOURCE, capture_output=True,
+                       text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    m = re.search(r"step 10  eval_loss ([0-9.]+)", r.stdout)
+    check(r.returncode == 0 and m and final_eval and abs(float(m.group(1)) - final_eval[-1]) <= 1e-5,
+          "llama4 eval on 1 rank equals the 2-rank run's final eval loss", (final_eval, r.stdout, r.stderr[-1500:]))
+
     # --- elastic: the step-5 checkpoint of 2 ranks resumed on 1 and on 4 ranks ----------------------
     for np in (1, 4):
         tag = f"elastic{np}"
