@@ -17,6 +17,7 @@
 #include "parallel/failure.h"
 #include "parallel/mpi_runtime.h"
 #include "train/collective_strings.h"
+#include "train/exact_match.h"
 #include "train/flops.h"
 #include "train/gemm_probe.h"
 #include "train/lr_schedule.h"
@@ -263,21 +264,29 @@ class Trainer {
   int evaluate_and_print() {
     L4_CHECK(!recipe_.data.eval.empty(), "{}: data.eval is empty: nothing to evaluate", recipe_.source);
     resume();
-    const double loss = evaluate();
+    const EvalResult result = evaluate();
     if (world_.rank() == 0) {
-      std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f\n", static_cast<long long>(step_), loss, std::exp(loss));
+      std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f  exact_match %.4f\n", static_cast<long long>(step_),
+                  result.loss, std::exp(result.loss), result.exact_match);
     }
     return 0;
   }
 
   void add_eval(std::vector<std::pair<std::string, double>>& values) {
     if (recipe_.data.eval.empty()) return;
-    const double loss = evaluate();
-    values.push_back({"eval_loss", loss});
-    values.push_back({"eval_ppl", std::exp(loss)});
+    const EvalResult result = evaluate();
+    values.push_back({"eval_loss", result.loss});
+    values.push_back({"eval_ppl", std::exp(result.loss)});
+    values.push_back({"eval_exact_match", result.exact_match});
   }
 
-  double evaluate() {
+  struct EvalResult {
+    double loss = 0.0;
+    double exact_match = 0.0;  // fraction of documents whose every target token is predicted exactly
+  };
+
+  EvalResult evaluate() {
+    ExactMatchCounter exact;
     data::ShardedLoader eval_loader(data::loader_options_from_recipe(recipe_, /*eval=*/true, world_.rank(), world_.size()));
     torch::NoGradGuard no_grad;
     setup_.model->eval();
@@ -292,12 +301,14 @@ class Trainer {
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         loss_sum += sums.sum.item<double>();
         tokens += sums.count.item<int64_t>();
+
+        exact.add(logits, micro.labels, micro.doc_ids);
       }
     }
     at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
     world_.all_reduce(totals, parallel::ReduceOp::kSum);
     setup_.model->train();
-    return totals[0].item<double>() / std::max(1.0, totals[1].item<double>());
+    return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(world_)};
   }
 
   // --- checkpoints ----------------------------------------------------------------------------------

@@ -47,3 +47,31 @@ TEST(OptimizerSetupTest, AppliedLearningRatesFollowTheGroups) {
 
 }  // namespace
 }  // namespace l4::train
+
+#include "parallel/communicator.h"
+#include "train/exact_match.h"
+
+namespace l4::train {
+namespace {
+
+TEST(ExactMatchTest, ADocumentCountsOnlyWhenEveryTargetIsPredicted) {
+  // Two rows, vocab 3. Row 0: doc 7 (targets at t=0,1 both right), doc 8 (t=2 wrong).
+  // Row 1: doc 8 continues (right), doc 9 has no scored token.
+  at::Tensor logits = torch::zeros({2, 3, 3});
+  auto hot = [&](int64_t b, int64_t t, int64_t v) { logits[b][t][v] = 5.0; };
+  hot(0, 0, 1);
+  hot(0, 1, 2);
+  hot(0, 2, 0);
+  hot(1, 0, 2);
+  hot(1, 1, 0);
+  const at::Tensor labels = torch::tensor({{1, 2, 1}, {2, -100, -100}});
+  const at::Tensor docs = torch::tensor({{7, 7, 8}, {8, 9, 9}});
+  ExactMatchCounter counter;
+  counter.add(logits, labels, docs);
+  parallel::SelfCommunicator self;
+  EXPECT_DOUBLE_EQ(counter.accuracy(self), 0.5);  // doc 7 right, doc 8 wrong, doc 9 not scored
+  EXPECT_TRUE(std::isnan(ExactMatchCounter().accuracy(self)));
+}
+
+}  // namespace
+}  // namespace l4::train
