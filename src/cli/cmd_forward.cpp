@@ -62,20 +62,19 @@ int run_forward(const ParsedArgs& args) {
     return t ? std::optional<at::Tensor>(t->to(device)) : std::nullopt;
   };
   at::Tensor logits;
-  if (config::load_model_arch(model_dir).vision_config) {
+  if (pixel_values) {
+    L4_CHECK(config::load_model_arch(model_dir).vision_config.has_value(),
+             "{}: has pixel_values but {} is a text-only model (no vision_config)", input_path, model_dir);
     model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(model_dir, options);
     loaded.model->eval();
-    if (pixel_values) {
-      const int64_t size = loaded.arch.vision_config->image_size;
-      L4_CHECK(pixel_values->size(2) == size && pixel_values->size(3) == size,
-               "{}: pixel_values {} do not match the model's image_size {}", input_path,
-               c10::str(pixel_values->sizes()), size);
-    }
+    const int64_t size = loaded.arch.vision_config->image_size;
+    L4_CHECK(pixel_values->size(2) == size && pixel_values->size(3) == size,
+             "{}: pixel_values {} do not match the model's image_size {}", input_path,
+             c10::str(pixel_values->sizes()), size);
     logits = loaded.model->forward(input_ids.to(device), to_device(pixel_values), to_device(position_ids),
                                    to_device(doc_ids));
   } else {
-    L4_CHECK(!pixel_values, "{}: has pixel_values but {} is a text-only model (no vision_config)", input_path,
-             model_dir);
+    // Text only (also for multimodal directories: the vision tower is not needed).
     model::PretrainedText loaded = model::load_pretrained_text(model_dir, options);
     loaded.model->eval();
     logits = loaded.model->forward(input_ids.to(device), to_device(position_ids), to_device(doc_ids));

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """e2e: `llama4 train` on a chat dataset with images (data/domain, prepared by `llama4 prepare`) with the
 tiny multimodal architecture: the loss is finite and decreases over 10 steps with the vision tower
-trained, and with model.freeze_vision the tower's parameters are left out of training."""
+trained, and with model.freeze_vision the tower's parameters are left out of training. The batches do carry
+image tiles: a text-only architecture on the same data is a user error."""
 import json
 import math
 import os
@@ -10,7 +11,7 @@ import sys
 import tempfile
 
 RECIPE = """model:
-  config: {src}/configs/tiny.yaml
+  config: {arch}
   freeze_vision: {freeze}
 data:
   train: {data}
@@ -52,7 +53,8 @@ def main():
             run = os.path.join(work, "run_" + freeze)
             recipe = os.path.join(work, f"recipe_{freeze}.yaml")
             with open(recipe, "w") as f:
-                f.write(RECIPE.format(src=src, freeze=freeze, data=data, run=run))
+                f.write(RECIPE.format(arch=os.path.join(src, "configs", "tiny.yaml"), freeze=freeze, data=data,
+                                      run=run))
             proc = subprocess.run([binary, "train", "--config", recipe], capture_output=True, text=True)
             log = proc.stdout + proc.stderr
             if proc.returncode != 0:
@@ -69,6 +71,20 @@ def main():
             if want not in log:
                 print(f"[freeze_vision={freeze}] log lacks '{want}':\n{log[-2000:]}")
                 ok = False
+        # The same data on the text part alone (tiny.yaml without its vision_config).
+        with open(os.path.join(src, "configs", "tiny.yaml")) as f:
+            text_arch = f.read().split("vision_config:")[0]
+        arch = os.path.join(work, "tiny_text.yaml")
+        with open(arch, "w") as f:
+            f.write(text_arch)
+        recipe = os.path.join(work, "recipe_text.yaml")
+        with open(recipe, "w") as f:
+            f.write(RECIPE.format(arch=arch, freeze="false", data=data, run=os.path.join(work, "run_text")))
+        proc = subprocess.run([binary, "train", "--config", recipe], capture_output=True, text=True)
+        if proc.returncode != 1 or "no vision_config" not in proc.stdout + proc.stderr:
+            print(f"[text-only arch] expected exit 1 about the missing vision_config: {proc.returncode}\n"
+                  f"{(proc.stdout + proc.stderr)[-2000:]}")
+            ok = False
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
