@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "model/pretrained.h"
+#include "train/multimodal_setup.h"
 
 namespace l4::train {
 
@@ -32,6 +33,7 @@ ModelSetup build_model(const config::Recipe& recipe, const parallel::ProcessGrid
     setup.sync.push_back({item.key(), item.value(),
                           ModelSetup::is_expert_param(item.key()) ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
   }
+  attach_vision(setup, recipe, options);
   return setup;
 }
 

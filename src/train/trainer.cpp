@@ -204,7 +204,7 @@ class Trainer {
       at::Tensor loss;
       {
         AutocastScope autocast(recipe_.train.precision == "bf16");
-        const at::Tensor logits = setup_.model->forward(micro.input_ids, micro.position_ids, micro.doc_ids);
+        const at::Tensor logits = setup_.forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         local_loss_sum += sums.sum.item<double>();
         loss = sums.sum / denominator;
@@ -297,7 +297,7 @@ class Trainer {
       if (batch.end_of_data) break;
       for (const auto& micro : batch.micro) {
         AutocastScope autocast(recipe_.train.precision == "bf16");
-        const at::Tensor logits = setup_.model->forward(micro.input_ids, micro.position_ids, micro.doc_ids);
+        const at::Tensor logits = setup_.forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         loss_sum += sums.sum.item<double>();
         tokens += sums.count.item<int64_t>();
