@@ -2,14 +2,18 @@
 // sparse LoRA experts equal the merged dense weights, only adapter tensors train (base bytes unchanged),
 // and KV-cache generation equals recomputation without a cache.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
 #include "core/error.h"
 #include "lora/kv_decoder.h"
 #include "lora/lora_modules.h"
+#include "lora/peft_adapter.h"
 
 namespace l4::lora {
 namespace {
@@ -150,6 +154,57 @@ TEST(LoraExperts, SparseLoraEqualsMergedWeights) {
   const double diff = (ours - reference).abs().max().item<double>();
   std::cout << "[lora] sparse LoRA vs merged logits max-abs " << diff << "\n";
   EXPECT_LE(diff, 1e-4);
+}
+
+TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
+  const auto config = tiny_config();
+  model::Llama4ForCausalLM m(config);
+  m->reset_parameters(12);
+  const LoraOptions options = all_targets();
+  const auto injection = apply_lora(*m, options, 13);
+  randomize_lora(*m, 14);
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("l4_lora_adapter_" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  write_peft_adapter(*m, options, injection, dir, "base");
+  const at::Tensor ids = torch::randint(0, config.vocab_size, {1, 9});
+  const at::Tensor ours = m->forward(ids).detach();
+
+  model::Llama4ForCausalLM fresh(config);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = fresh->named_parameters();
+    for (const auto& item : m->named_parameters()) {
+      if (!item.value().requires_grad()) params[item.key()].copy_(item.value());
+    }
+  }
+  const LoraOptions read = load_peft_adapter(*fresh, dir);
+  EXPECT_EQ(read.rank, options.rank);
+  EXPECT_DOUBLE_EQ(read.scale(), options.scale());
+  EXPECT_LE((fresh->forward(ids) - ours).abs().max().item<double>(), 1e-6);
+
+  auto error_of = [&](const std::string& config_text) {
+    std::ofstream(dir + "/adapter_config.json") << config_text;
+    model::Llama4ForCausalLM target(config);
+    try {
+      load_peft_adapter(*target, dir);
+    } catch (const l4::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"use_dora\": true}")
+                .find("use_dora"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": \"q.*\"}")
+                .find("regular expressions"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2,").find("not valid JSON"), std::string::npos);
+  // The tensors hold more layers than this config targets: named as unexpected.
+  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}")
+                .find("match no targeted layer"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(LoraTraining, OnlyAdapterTrainsAndBaseBytesStay) {
