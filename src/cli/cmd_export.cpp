@@ -77,8 +77,8 @@ int run_export(const ParsedArgs& args) {
       continue;
     }
     const at::Tensor value = ckpt.read(item.key());
-    L4_CHECK(value.sizes() == item.value().sizes(), "{}: '{}' has shape {}, the model {}", ckpt.path, item.key(),
-             c10::str(value.sizes()), c10::str(item.value().sizes()));
+    L4_CHECK(value.sizes() == item.value().sizes(), "{}: '{}' has shape {}, the model {}", ckpt.path,
+             item.key(), c10::str(value.sizes()), c10::str(item.value().sizes()));
     item.value().copy_(value);
     ++loaded;
   }

@@ -30,7 +30,10 @@ int run_generate(const ParsedArgs& args) {
   if (args.has("adapter")) lora::load_peft_adapter(*loaded.model, args.get("adapter"));
   loaded.model->eval();
 
-  const auto chat = tokenizer::encode_chat(*tok, {{"user", prompt}}, /*add_generation_prompt=*/true);
+  tokenizer::ChatMessage message;
+  message.role = "user";
+  message.content = prompt;
+  const auto chat = tokenizer::encode_chat(*tok, {message}, /*add_generation_prompt=*/true);
   const std::vector<int64_t> prompt_ids(chat.ids.begin(), chat.ids.end());
   for (int32_t id : {tok->eot_id(), tok->eos_id()}) {
     if (id >= 0) options.stop_ids.push_back(id);
@@ -46,7 +49,8 @@ int run_generate(const ParsedArgs& args) {
 Command make_generate_command() {
   return {{"generate",
            "chat generation with a KV cache",
-           "--model DIR [--adapter DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S]",
+           "--model DIR [--adapter DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] "
+           "[--seed S]",
            {{"model", "DIR", "HF model directory"},
             {"adapter", "DIR", "PEFT adapter directory"},
             {"tokenizer", "PATH", "tokenizer file or directory (default: the model directory)"},

@@ -63,8 +63,8 @@ at::Tensor KvDecoder::attention(model::AttentionImpl& attn, size_t layer, const 
 at::Tensor KvDecoder::step(const at::Tensor& input_ids) {
   L4_CHECK(input_ids.dim() == 2 && input_ids.size(1) >= 1, "input_ids must be [batch, >=1 tokens]");
   const int64_t t = input_ids.size(1);
-  const at::Tensor positions =
-      torch::arange(length_, length_ + t, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()));
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
+  const at::Tensor positions = torch::arange(length_, length_ + t, long_options);
   auto& text = *model_.model;
   at::Tensor h = text.embed_tokens->forward(input_ids);
   for (size_t i = 0; i < text.decoder_layers.size(); ++i) {

@@ -21,7 +21,8 @@ class KvDecoder {
   int64_t length() const { return length_; }
 
  private:
-  at::Tensor attention(model::AttentionImpl& attn, size_t layer, const at::Tensor& x, const at::Tensor& positions);
+  at::Tensor attention(model::AttentionImpl& attn, size_t layer, const at::Tensor& x,
+                       const at::Tensor& positions);
   model::Llama4ForCausalLMImpl& model_;
   config::TextConfig config_;
   at::Tensor inv_freq_;

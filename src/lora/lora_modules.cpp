@@ -19,8 +19,8 @@ double LoraOptions::scale() const {
 
 LoraOptions options_from_recipe(const config::LoraSection& section, const std::string& where) {
   L4_CHECK(section.rank >= 1, "{}: lora.rank must be >= 1 to enable LoRA (got {})", where, section.rank);
-  L4_CHECK(section.dropout >= 0.0 && section.dropout < 1.0, "{}: lora.dropout must be in [0, 1) (got {})", where,
-           section.dropout);
+  L4_CHECK(section.dropout >= 0.0 && section.dropout < 1.0, "{}: lora.dropout must be in [0, 1) (got {})",
+           where, section.dropout);
   L4_CHECK(!section.targets.empty(), "{}: lora.targets must name at least one module", where);
   LoraOptions options;
   options.rank = section.rank;
@@ -43,7 +43,8 @@ namespace {
 // A fresh generator per tensor (and per global expert), so the initial adapter does not depend on module
 // order or on how experts are sharded.
 at::Generator generator_for(uint64_t seed, const std::string& name, int64_t expert) {
-  const uint64_t h = std::hash<std::string>{}(name) ^ (static_cast<uint64_t>(expert + 1) * 0x9E3779B97F4A7C15ull);
+  const uint64_t h =
+      std::hash<std::string>{}(name) ^ (static_cast<uint64_t>(expert + 1) * 0x9E3779B97F4A7C15ull);
   return at::make_generator<at::CPUGeneratorImpl>(seed * 0x100000001B3ull ^ h);
 }
 
@@ -104,11 +105,14 @@ at::Tensor lora_matmul(const at::Tensor& x, const at::Tensor& w, const std::vect
 
 }  // namespace
 
-at::Tensor LoraExpertsImpl::run(const at::Tensor& rows_sorted_by_expert, const std::vector<int64_t>& rows_per_expert,
-                                const at::Tensor& gate_up_proj, const at::Tensor& down_proj) const {
+at::Tensor LoraExpertsImpl::run(const at::Tensor& rows_sorted_by_expert,
+                                const std::vector<int64_t>& rows_per_expert, const at::Tensor& gate_up_proj,
+                                const at::Tensor& down_proj) const {
   L4_ASSERT(static_cast<int64_t>(rows_per_expert.size()) == gate_up_proj.size(0),
             "{} row counts for {} experts", rows_per_expert.size(), gate_up_proj.size(0));
-  const auto unbind = [](const at::Tensor& t) { return t.defined() ? t.unbind(0) : std::vector<at::Tensor>{}; };
+  const auto unbind = [](const at::Tensor& t) {
+    return t.defined() ? t.unbind(0) : std::vector<at::Tensor>{};
+  };
   // Same structure as model::run_experts (split/unbind keep the backward one cat/stack).
   const std::vector<at::Tensor> rows = rows_sorted_by_expert.split_with_sizes(rows_per_expert, 0);
   const std::vector<at::Tensor> gate_up_w = gate_up_proj.unbind(0), down_w = down_proj.unbind(0);
@@ -232,9 +236,9 @@ LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions&
     if (!hit) unused.push_back(t);
   }
   L4_CHECK(unused.empty(),
-           "lora.targets: {} select(s) no layer; targets are module names or suffixes (q_proj, k_proj, v_proj, "
-           "o_proj, gate_proj, up_proj, down_proj, shared_expert, self_attn, experts, experts.gate_up_proj, "
-           "experts.down_proj) or globs over names such as model.layers.0.self_attn.q_proj",
+           "lora.targets: {} select(s) no layer; targets are module names or suffixes (q_proj, k_proj, "
+           "v_proj, o_proj, gate_proj, up_proj, down_proj, shared_expert, self_attn, experts, "
+           "experts.gate_up_proj, experts.down_proj) or globs over names such as model.layers.0.self_attn.q_proj",
            join(unused, ", "));
   L4_LOG_INFO("LoRA rank {} (scale {}): {} linear layers, {} expert tensors", options.rank, options.scale(),
               injection.linear_modules.size(), injection.expert_params.size());

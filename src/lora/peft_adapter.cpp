@@ -26,7 +26,8 @@ std::string last_two(const std::string& name) {
 }
 
 // Every layer name with its kind's suffix ("self_attn.q_proj") when all of those are chosen, else full names.
-std::vector<std::string> compress(const std::vector<std::string>& chosen, const std::vector<std::string>& all) {
+std::vector<std::string> compress(const std::vector<std::string>& chosen,
+                                  const std::vector<std::string>& all) {
   std::map<std::string, int> chosen_count, all_count;
   for (const auto& n : chosen) ++chosen_count[last_two(n)];
   for (const auto& n : all) ++all_count[last_two(n)];
@@ -108,7 +109,8 @@ std::map<std::string, LoraLinearImpl*> lora_linears(model::Llama4ForCausalLMImpl
 }  // namespace
 
 void write_peft_adapter(model::Llama4ForCausalLMImpl& model, const LoraOptions& options,
-                        const LoraInjection& injection, const std::string& dir, const std::string& base_model) {
+                        const LoraInjection& injection, const std::string& dir,
+                        const std::string& base_model) {
   fs::create_directories(dir);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [name, linear] : lora_linears(model)) {
@@ -162,7 +164,8 @@ void write_peft_adapter(model::Llama4ForCausalLMImpl& model, const LoraOptions& 
 LoraOptions load_peft_adapter(model::Llama4ForCausalLMImpl& model, const std::string& dir) {
   const std::string config_path = (fs::path(dir) / "adapter_config.json").string();
   const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
-  L4_CHECK(file_exists(config_path), "{}: no adapter_config.json (expected a PEFT LoRA adapter directory)", dir);
+  L4_CHECK(file_exists(config_path), "{}: no adapter_config.json (expected a PEFT LoRA adapter directory)",
+           dir);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(read_file(config_path));
@@ -257,8 +260,9 @@ void write_merged_model(model::Llama4ForCausalLMImpl& model, const std::string& 
   fs::copy_file(config_json, fs::path(output_dir) / "config.json", fs::copy_options::overwrite_existing);
   fs::path tok = tokenizer_dir.empty() ? fs::path(base_dir) : fs::path(tokenizer_dir);
   if (fs::is_regular_file(tok)) tok = tok.parent_path();
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                        "chat_template.jinja", "chat_template.json", "generation_config.json"}) {
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "tokenizer.model", "chat_template.jinja", "chat_template.json",
+                        "generation_config.json"}) {
     const fs::path src = tok / f;
     if (fs::exists(src)) fs::copy_file(src, fs::path(output_dir) / f, fs::copy_options::overwrite_existing);
   }

@@ -4,8 +4,8 @@
 //   <dir>/adapter_model.safetensors  "base_model.model.<module>.lora_A.weight" [r, in] / lora_B [out, r];
 //                                    experts as PEFT's ParamWrapper stores them: lora_A [E*r, out],
 //                                    lora_B [in, r*E] (column j = rank j / E, expert j % E), and with both
-//                                    expert tensors targeted gate_up_proj nests as "experts.base_layer.lora_*"
-//                                    inside down_proj's "experts.lora_*".
+//                                    expert tensors targeted gate_up_proj nests as
+//                                    "experts.base_layer.lora_*" inside down_proj's "experts.lora_*".
 #pragma once
 
 #include <string>
@@ -18,7 +18,8 @@ namespace l4::lora {
 // Writes the model's LoRA tensors (all experts: call on a model holding every expert) as a PEFT adapter.
 // `base_model` goes into base_model_name_or_path.
 void write_peft_adapter(model::Llama4ForCausalLMImpl& model, const LoraOptions& options,
-                        const LoraInjection& injection, const std::string& dir, const std::string& base_model);
+                        const LoraInjection& injection, const std::string& dir,
+                        const std::string& base_model);
 
 // Reads adapter_config.json, applies LoRA as it describes and loads its tensors. Throws l4::Error naming the
 // file for unsupported settings (DoRA, biases, rank/alpha patterns, regex target_modules), missing,

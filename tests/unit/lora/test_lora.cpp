@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "lora/kv_decoder.h"
 #include "lora/lora_modules.h"
@@ -58,13 +59,9 @@ void randomize_lora(model::Llama4ForCausalLMImpl& model, uint64_t seed) {
   }
 }
 
-double checksum(const at::Tensor& t) {
-  // Byte-level: the sum of the raw bytes' bit patterns as int64, so any change is seen.
+uint32_t checksum(const at::Tensor& t) {
   const at::Tensor c = t.detach().contiguous();
-  const at::Tensor bytes = torch::from_blob(c.data_ptr(), {static_cast<int64_t>(c.nbytes())}, torch::kUInt8);
-  return static_cast<double>((bytes.to(torch::kLong) * torch::arange(1, bytes.numel() + 1, torch::kLong) % 1000003)
-                                 .sum()
-                                 .item<int64_t>());
+  return l4::crc32(c.data_ptr(), c.nbytes());
 }
 
 TEST(LoraLinear, EqualsBasePlusLowRankTerm) {
@@ -201,8 +198,9 @@ TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
             std::string::npos);
   EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2,").find("not valid JSON"), std::string::npos);
   // The tensors hold more layers than this config targets: named as unexpected.
-  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}")
-                .find("match no targeted layer"),
+  const std::string only_q =
+      "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}";
+  EXPECT_NE(error_of(only_q).find("match no targeted layer"),
             std::string::npos);
   std::filesystem::remove_all(dir);
 }
@@ -216,7 +214,7 @@ TEST(LoraTraining, OnlyAdapterTrainsAndBaseBytesStay) {
   o.base_dtype = at::kBFloat16;
   apply_lora(*m, o, 6);
   m->train();
-  std::map<std::string, double> base_sums;
+  std::map<std::string, uint32_t> base_sums;
   std::vector<at::Tensor> trainable;
   for (const auto& item : m->named_parameters()) {
     if (item.value().requires_grad()) {
@@ -234,8 +232,8 @@ TEST(LoraTraining, OnlyAdapterTrainsAndBaseBytesStay) {
   for (int step = 0; step < 4; ++step) {
     optimizer.zero_grad();
     const at::Tensor logits = m->forward(ids.narrow(1, 0, 11));
-    const at::Tensor loss =
-        torch::cross_entropy_loss(logits.reshape({-1, config.vocab_size}), ids.narrow(1, 1, 11).reshape({-1}));
+    const at::Tensor loss = torch::cross_entropy_loss(logits.reshape({-1, config.vocab_size}),
+                                                      ids.narrow(1, 1, 11).reshape({-1}));
     loss.backward();
     for (const auto& item : m->named_parameters()) {
       EXPECT_EQ(item.value().grad().defined(), item.value().requires_grad()) << item.key();
