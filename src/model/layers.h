@@ -15,7 +15,9 @@ namespace l4::model {
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x) const;
+  virtual ~LinearImpl() = default;
+  // Virtual so that an adapter (LoRA) can wrap a projection in place, keeping its parameter names.
+  virtual at::Tensor forward(const at::Tensor& x) const;
   at::Tensor weight;
 };
 TORCH_MODULE(Linear);
