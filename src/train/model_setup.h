@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/recipe.h"
+#include "model/expert_parallel.h"
 #include "model/llama4_model.h"
 #include "parallel/grad_sync.h"
 #include "parallel/process_grid.h"
@@ -21,6 +22,9 @@ struct ModelSetup {
   // Rows [expert_begin, expert_begin + local_experts) of every expert tensor live on this rank.
   int64_t expert_begin = 0;
   int64_t local_experts = 0;
+  // Exchanges the MoE rows over the expert-parallel group (ep > 1 or a capacity factor); null otherwise.
+  // Its stats() give the capacity drop rate.
+  std::shared_ptr<model::ExpertParallelRunner> expert_runner;
   // Whether `name` is an expert tensor (dim 0 indexes experts, sharded under expert parallelism).
   static bool is_expert_param(const std::string& name);
 };
