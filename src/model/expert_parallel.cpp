@@ -5,6 +5,18 @@
 
 namespace l4::model {
 
+namespace {
+
+// [0, D] computed from the received rows and the weights rather than allocated: the backward of the row
+// exchanges contains collectives, so the output must stay connected to the graph even on a rank that
+// received no rows, or that rank would skip the reverse exchange its peers wait in.
+at::Tensor empty_expert_output(const at::Tensor& rows, const at::Tensor& gate_up_proj, const at::Tensor& down_proj) {
+  const auto gate_up = rows.matmul(gate_up_proj[0]).chunk(2, -1);
+  return (gate_up[1] * at::silu(gate_up[0])).matmul(down_proj[0]);
+}
+
+}  // namespace
+
 ExpertParallelRunner::ExpertParallelRunner(parallel::Communicator& ep_comm, int64_t num_experts,
                                            parallel::DispatchOptions options)
     : dispatch_(ep_comm, num_experts, options) {}
@@ -22,6 +34,7 @@ at::Tensor ExpertParallelRunner::operator()(const at::Tensor& rows_sorted_by_exp
   const at::Tensor expert_ids = torch::repeat_interleave(torch::arange(num_experts, torch::kLong), counts);
   at::Tensor out = dispatch_(rows_sorted_by_expert, expert_ids,
                              [&](const at::Tensor& rows, const std::vector<int64_t>& rows_per_local_expert) {
+                               if (rows.size(0) == 0) return empty_expert_output(rows, gate_up_proj, down_proj);
                                return run_experts(rows, rows_per_local_expert, gate_up_proj, down_proj);
                              });
   stats_.rows += dispatch_.last_stats().rows;

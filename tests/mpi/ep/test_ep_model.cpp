@@ -109,7 +109,14 @@ struct RunResult {
   at::Tensor first_logits;                // this rank's rows
   std::vector<at::Tensor> first_counts;   // per MoE layer, this rank's (token, slot) pairs per expert
   std::map<std::string, at::Tensor> params;  // full tensors (expert shards gathered)
+  std::map<std::string, at::Tensor> first_grads;  // reduced gradients of the first step, full tensors
 };
+
+// Expert shards of every rank of the EP group in one [E, ...] tensor (collective over the group).
+at::Tensor full_tensor(const std::string& name, const at::Tensor& t, const parallel::ProcessGrid* grid) {
+  const bool expert = name.find(".experts.") != std::string::npos;
+  return grid && expert && grid->layout().ep > 1 ? grid->gather_experts(t) : t;
+}
 
 // One training run of kSteps AdamW steps. grid == nullptr: one process on the whole batch. Otherwise this
 // rank's rows of the global batch, experts sharded over grid->ep_comm(); the loss of each rank is its loss
@@ -143,7 +150,7 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
     sync_options.overlap = true;    // as the trainer: buckets reduced from gradient hooks during backward
     grad_sync = std::make_unique<parallel::GradSync>(sync, *grid, sync_options);
   }
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.1));
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.1));
 
   RunResult result;
   for (int64_t step = 0; step < kSteps; ++step) {
@@ -158,6 +165,12 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
     if (grad_sync) grad_sync->prepare();
     (sums.sum / global_tokens).backward();
     if (grad_sync) grad_sync->sync();
+    if (step == 0) {
+      for (const auto& item : model->named_parameters()) {
+        const at::Tensor g = item.value().grad().defined() ? item.value().grad() : at::zeros_like(item.value());
+        result.first_grads[item.key()] = full_tensor(item.key(), g.detach().clone(), grid);
+      }
+    }
     optimizer.step();
     result.losses.push_back(totals[0].item<double>() / global_tokens);
     if (step == 0) {
@@ -166,15 +179,14 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
     }
   }
   for (const auto& item : model->named_parameters()) {
-    const bool expert = item.key().find(".experts.") != std::string::npos;
-    result.params[item.key()] =
-        grid && expert && grid->layout().ep > 1 ? grid->gather_experts(item.value().detach()) : item.value().detach();
+    result.params[item.key()] = full_tensor(item.key(), item.value().detach(), grid);
   }
   return result;
 }
 
 struct Errors {
-  double logits = 0, loss = 0, params = 0;
+  double logits = 0, loss = 0, params = 0, grads = 0;
+  std::string worst_param;  // on this rank
 };
 
 // Every rank runs the single-process reference on the whole batch itself, then compares.
@@ -191,20 +203,31 @@ Errors compare(const config::TextConfig& config, const Batch& global, const para
   for (const auto& [name, value] : reference.params) {
     const at::Tensor& mine = run.params.at(name);
     EXPECT_EQ(mine.sizes(), value.sizes()) << name;
-    if (mine.sizes() == value.sizes()) e.params = std::max(e.params, (mine - value).abs().max().item<double>());
+    if (mine.sizes() != value.sizes()) continue;
+    // Gradients relative to the tensor's largest entry (a scale error would hide behind AdamW otherwise).
+    const at::Tensor& g = reference.first_grads.at(name);
+    const double scale = std::max(g.abs().max().item<double>(), 1e-12);
+    e.grads = std::max(e.grads, (run.first_grads.at(name) - g).abs().max().item<double>() / scale);
+    const double diff = (mine - value).abs().max().item<double>();
+    if (diff > e.params) e.worst_param = name;
+    e.params = std::max(e.params, diff);
   }
   e.logits = max_over_ranks(e.logits, grid.world());
   e.loss = max_over_ranks(e.loss, grid.world());
   e.params = max_over_ranks(e.params, grid.world());
+  e.grads = max_over_ranks(e.grads, grid.world());
   return e;
 }
 
 void expect_close(const Errors& e, int ep, const char* what) {
-  std::printf("[ep=%d world=%d %s] max |diff| logits %.2e, losses %.2e, params %.2e\n", ep, world().size(), what,
-              e.logits, e.loss, e.params);
+  if (world().rank() == 0) {
+    std::printf("[ep=%d world=%d %s] max |diff| logits %.2e, losses %.2e, params %.2e (%s); grads rel %.2e\n", ep,
+                world().size(), what, e.logits, e.loss, e.params, e.worst_param.c_str(), e.grads);
+  }
   EXPECT_LE(e.logits, kTol) << what << " ep=" << ep;
   EXPECT_LE(e.loss, kTol) << what << " ep=" << ep;
   EXPECT_LE(e.params, kTol) << what << " ep=" << ep;
+  EXPECT_LE(e.grads, 1e-4) << what << " ep=" << ep;
 }
 
 int64_t layer0_share(const RunResult& r, int64_t expert) {
@@ -254,7 +277,9 @@ TEST(ExpertParallelModel, PackedRowsWithLossMasksMatch) {
   // Ranks hold different numbers of loss tokens: the token-weighted global loss must still match.
   const at::Tensor per_rank_tokens =
       (global.labels != kIgnoreIndex).view({world().size(), -1}).sum(1);
-  if (world().size() > 1) ASSERT_NE(per_rank_tokens[0].item<int64_t>(), per_rank_tokens[1].item<int64_t>());
+  if (world().size() > 1) {
+    ASSERT_NE(per_rank_tokens[0].item<int64_t>(), per_rank_tokens[1].item<int64_t>());
+  }
   for (int ep : valid_eps(world().size(), config.num_local_experts)) {
     parallel::ProcessGrid grid(world(), ep, config.num_local_experts);
     expect_close(compare(config, global, grid, skew_routing(0.5)), ep, "packed + SFT masks");
@@ -303,7 +328,7 @@ TEST(ExpertParallelModel, CapacityDroppingIsDeterministicAndCounted) {
     const double repeat = max_over_ranks((first - second).abs().max().item<double>(), world());
     const double vs_single = max_over_ranks((first - reference).abs().max().item<double>(), world());
     const double stats_differ = max_over_ranks(stats.dropped != runner->stats().dropped ? 1.0 : 0.0, world());
-    std::printf("[ep=%d world=%d capacity %.1f] drop rate %.4f (%lld of %lld), vs one process %.2e\n", ep,
+    if (world().rank() == 0) std::printf("[ep=%d world=%d capacity %.1f] drop rate %.4f (%lld of %lld), vs one process %.2e\n", ep,
                 world().size(), cf, total.drop_rate(), static_cast<long long>(total.dropped),
                 static_cast<long long>(total.rows), vs_single);
     EXPECT_GT(total.dropped, 0);
@@ -370,7 +395,7 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
       error = std::max(error, (item.value() - expected).abs().max().item<double>());
     }
     const int64_t share = replicated_bytes + expert_bytes / ep;
-    std::printf("[ep=%d rank %d] read %lld bytes; replicated %lld + expert share %lld of %lld\n", ep,
+    if (world().rank() == 0) std::printf("[ep=%d rank %d] read %lld bytes; replicated %lld + expert share %lld of %lld\n", ep,
                 world().rank(), static_cast<long long>(read), static_cast<long long>(replicated_bytes),
                 static_cast<long long>(expert_bytes / ep), static_cast<long long>(expert_bytes));
     EXPECT_EQ(max_over_ranks(error, world()), 0.0);
