@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   l4::parallel::ProcessGrid grid(world, world.size(), experts);
   TimedCommunicator timed(grid.ep_comm());
   l4::model::Moe moe(text, at::TensorOptions().dtype(at::kFloat),
-                     {grid.expert_begin(), grid.experts_per_rank()});
+                     l4::model::ExpertShard{grid.expert_begin(), grid.experts_per_rank()});
   for (auto& item : moe->named_parameters()) {
     const auto init = l4::parallel::normal_init(text.initializer_range);
     if (item.key().rfind("experts.", 0) == 0) {

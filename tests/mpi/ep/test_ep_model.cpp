@@ -150,7 +150,9 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
     sync_options.overlap = true;    // as the trainer: buckets reduced from gradient hooks during backward
     grad_sync = std::make_unique<parallel::GradSync>(sync, *grid, sync_options);
   }
-  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.1));
+  // eps 1e-6: entries whose gradient cancels to ~1e-9 (summation-order noise of relative size 1e-7 of the
+  // terms) would otherwise get noise-driven AdamW steps of a sizeable fraction of lr in either run.
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.1).eps(1e-6));
 
   RunResult result;
   for (int64_t step = 0; step < kSteps; ++step) {
