@@ -2,7 +2,8 @@
 """`llama4 train` under mpirun with expert parallelism: the losses (and eval loss) of
 `mpirun -np 2 ... parallel.expert_parallel=2` equal a one-process run within 1e-5 (the whole eval split is
 evaluated, whose last batch may leave ranks with different numbers of micro-batches), and an ep=2 run stopped
-at step 2 and resumed (expert shards saved and restored per rank) continues with the same losses.
+at step 2 and resumed (expert shards saved and restored per rank) continues with the same losses; with a
+capacity factor the metrics carry the drop rate.
 
 Environment (set by ctest): L4_BINARY, L4_SOURCE_DIR; MPIEXEC and MPIEXEC_FLAGS from the command line."""
 import json
@@ -87,6 +88,13 @@ checkpoint: {{resume: none}}
         print(f"ep=2 stopped at step 2 and resumed vs one process: max |diff| {worst:.2e}")
         assert set(single) == set(resumed), (single, resumed)
         assert worst <= TOL, worst
+
+        # Capacity factor: every step logs the job-wide share of dropped (token, expert) rows.
+        capped = train("capped", 2, 2, ["parallel.capacity_factor=0.5"])
+        with open(os.path.join(capped, "metrics.jsonl")) as f:
+            rates = [json.loads(line)["expert_drop_rate"] for line in f if "loss" in json.loads(line)]
+        print(f"ep=2, capacity factor 0.5: drop rates {rates}")
+        assert len(rates) == STEPS and all(0.0 < r < 1.0 for r in rates), rates
 
 
 if __name__ == "__main__":
