@@ -10,7 +10,8 @@ namespace {
 // [0, D] computed from the received rows and the weights rather than allocated: the backward of the row
 // exchanges contains collectives, so the output must stay connected to the graph even on a rank that
 // received no rows, or that rank would skip the reverse exchange its peers wait in.
-at::Tensor empty_expert_output(const at::Tensor& rows, const at::Tensor& gate_up_proj, const at::Tensor& down_proj) {
+at::Tensor empty_expert_output(const at::Tensor& rows, const at::Tensor& gate_up_proj,
+                               const at::Tensor& down_proj) {
   const auto gate_up = rows.matmul(gate_up_proj[0]).chunk(2, -1);
   return (gate_up[1] * at::silu(gate_up[0])).matmul(down_proj[0]);
 }
@@ -32,11 +33,11 @@ at::Tensor ExpertParallelRunner::operator()(const at::Tensor& rows_sorted_by_exp
   // Expert id of every row (the rows are already grouped by expert; the dispatch's stable sort keeps them).
   const at::Tensor counts = torch::tensor(rows_per_expert, torch::kLong);
   const at::Tensor expert_ids = torch::repeat_interleave(torch::arange(num_experts, torch::kLong), counts);
-  at::Tensor out = dispatch_(rows_sorted_by_expert, expert_ids,
-                             [&](const at::Tensor& rows, const std::vector<int64_t>& rows_per_local_expert) {
-                               if (rows.size(0) == 0) return empty_expert_output(rows, gate_up_proj, down_proj);
-                               return run_experts(rows, rows_per_local_expert, gate_up_proj, down_proj);
-                             });
+  const auto local_compute = [&](const at::Tensor& rows, const std::vector<int64_t>& rows_per_local_expert) {
+    if (rows.size(0) == 0) return empty_expert_output(rows, gate_up_proj, down_proj);
+    return run_experts(rows, rows_per_local_expert, gate_up_proj, down_proj);
+  };
+  at::Tensor out = dispatch_(rows_sorted_by_expert, expert_ids, local_compute);
   stats_.rows += dispatch_.last_stats().rows;
   stats_.dropped += dispatch_.last_stats().dropped;
   return out;

@@ -51,8 +51,9 @@ void load_text_weights(Llama4ForCausalLMImpl& model, const checkpoint::ModelWeig
     at::Tensor& param = item.value();
     // Under expert parallelism only this instance's expert rows are read from the file.
     const bool expert_rows = sharded && item.key().find(".experts.") != std::string::npos;
-    const at::Tensor value = expert_rows ? weights.load_rows(item.key(), shard.begin, shard.begin + shard.count)
-                                         : weights.load(item.key());
+    const at::Tensor value = expert_rows
+                                 ? weights.load_rows(item.key(), shard.begin, shard.begin + shard.count)
+                                 : weights.load(item.key());
     L4_CHECK(value.sizes() == param.sizes(), "weights in {}: '{}' read with shape {}, the model holds {}",
              weights.source().dir(), item.key(), c10::str(value.sizes()), c10::str(param.sizes()));
     param.copy_(value);

@@ -16,7 +16,8 @@ model::ExpertShard expert_shard(const parallel::ProcessGrid& grid) {
 
 // Rows go through the expert dispatch when experts are sharded or a capacity factor drops overflow; a
 // dropless single-rank run keeps the model's direct path.
-void install_expert_runner(ModelSetup& setup, const config::Recipe& recipe, const parallel::ProcessGrid& grid) {
+void install_expert_runner(ModelSetup& setup, const config::Recipe& recipe,
+                           const parallel::ProcessGrid& grid) {
   setup.expert_begin = grid.expert_begin();
   setup.local_experts = grid.experts_per_rank();
   if (grid.layout().ep == 1 && recipe.parallel.capacity_factor <= 0) return;

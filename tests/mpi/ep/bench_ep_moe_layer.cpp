@@ -1,8 +1,8 @@
 // Benchmark (not a test): share of the real model's MoE layer time (router, shared expert, expert dispatch,
 // local experts; forward + backward) spent in all-to-all, with the experts of an architecture file sharded
-// over all ranks. Run under mpirun; rank 0 prints one JSON line. Build: cmake --build build --target
-// bench_ep_moe_layer; run: mpirun -np 2 build/bin/bench_ep_moe_layer configs/small.yaml [tokens_per_rank=4096]
-// [iters=10].
+// over all ranks. Run under mpirun; rank 0 prints one JSON line.
+//   cmake --build build --target bench_ep_moe_layer
+//   mpirun -np 2 build/bin/bench_ep_moe_layer configs/small.yaml [tokens_per_rank=4096] [iters=10]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,7 +34,9 @@ class TimedCommunicator final : public Communicator {
   std::string name() const override { return inner_.name(); }
   void all_reduce(at::Tensor& t, ReduceOp op) override { inner_.all_reduce(t, op); }
   at::Tensor all_gather(const at::Tensor& t) override { return inner_.all_gather(t); }
-  at::Tensor reduce_scatter(const at::Tensor& t, ReduceOp op) override { return inner_.reduce_scatter(t, op); }
+  at::Tensor reduce_scatter(const at::Tensor& t, ReduceOp op) override {
+    return inner_.reduce_scatter(t, op);
+  }
   at::Tensor all_to_all_v(const at::Tensor& in, const std::vector<int64_t>& s,
                           const std::vector<int64_t>& r) override {
     const double t0 = now_s();

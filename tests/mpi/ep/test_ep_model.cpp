@@ -139,7 +139,8 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
   std::vector<at::Tensor> params;
   for (const auto& item : model->named_parameters()) {
     const bool expert = item.key().find(".experts.") != std::string::npos;
-    sync.push_back({item.key(), item.value(), expert ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
+    sync.push_back(
+        {item.key(), item.value(), expert ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
     params.push_back(item.value());
   }
   std::unique_ptr<parallel::GradSync> grad_sync;
@@ -169,7 +170,8 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
     if (grad_sync) grad_sync->sync();
     if (step == 0) {
       for (const auto& item : model->named_parameters()) {
-        const at::Tensor g = item.value().grad().defined() ? item.value().grad() : at::zeros_like(item.value());
+        const at::Tensor& p = item.value();
+        const at::Tensor g = p.grad().defined() ? p.grad() : at::zeros_like(p);
         result.first_grads[item.key()] = full_tensor(item.key(), g.detach().clone(), grid);
       }
     }
@@ -200,8 +202,11 @@ Errors compare(const config::TextConfig& config, const Batch& global, const para
   Errors e;
   const int64_t per_rank = global.input_ids.size(0) / grid.world().size();
   const int64_t begin = grid.world().rank() * per_rank;
-  e.logits = (run.first_logits - reference.first_logits.slice(0, begin, begin + per_rank)).abs().max().item<double>();
-  for (int64_t s = 0; s < kSteps; ++s) e.loss = std::max(e.loss, std::abs(run.losses[s] - reference.losses[s]));
+  const at::Tensor my_rows = reference.first_logits.slice(0, begin, begin + per_rank);
+  e.logits = (run.first_logits - my_rows).abs().max().item<double>();
+  for (int64_t s = 0; s < kSteps; ++s) {
+    e.loss = std::max(e.loss, std::abs(run.losses[s] - reference.losses[s]));
+  }
   for (const auto& [name, value] : reference.params) {
     const at::Tensor& mine = run.params.at(name);
     EXPECT_EQ(mine.sizes(), value.sizes()) << name;
@@ -223,8 +228,8 @@ Errors compare(const config::TextConfig& config, const Batch& global, const para
 
 void expect_close(const Errors& e, int ep, const char* what) {
   if (world().rank() == 0) {
-    std::printf("[ep=%d world=%d %s] max |diff| logits %.2e, losses %.2e, params %.2e (%s); grads rel %.2e\n", ep,
-                world().size(), what, e.logits, e.loss, e.params, e.worst_param.c_str(), e.grads);
+    std::printf("[ep=%d world=%d %s] max |diff| logits %.2e, losses %.2e, params %.2e (%s); grads rel %.2e\n",
+                ep, world().size(), what, e.logits, e.loss, e.params, e.worst_param.c_str(), e.grads);
   }
   EXPECT_LE(e.logits, kTol) << what << " ep=" << ep;
   EXPECT_LE(e.loss, kTol) << what << " ep=" << ep;
@@ -311,7 +316,9 @@ TEST(ExpertParallelModel, CapacityDroppingIsDeterministicAndCounted) {
     const int64_t n = local.input_ids.numel() * config.num_experts_per_tok;
     const auto capacity = static_cast<int64_t>(std::ceil(cf * n / config.num_local_experts));
     for (const at::Tensor& counts : model->expert_token_counts()) {
-      for (int64_t e = 0; e < counts.size(0); ++e) expected_drops += std::max<int64_t>(0, counts[e].item<int64_t>() - capacity);
+      for (int64_t e = 0; e < counts.size(0); ++e) {
+        expected_drops += std::max<int64_t>(0, counts[e].item<int64_t>() - capacity);
+      }
     }
     runner->reset_stats();
     const at::Tensor second = model->forward(local.input_ids);
@@ -330,9 +337,11 @@ TEST(ExpertParallelModel, CapacityDroppingIsDeterministicAndCounted) {
     const double repeat = max_over_ranks((first - second).abs().max().item<double>(), world());
     const double vs_single = max_over_ranks((first - reference).abs().max().item<double>(), world());
     const double stats_differ = max_over_ranks(stats.dropped != runner->stats().dropped ? 1.0 : 0.0, world());
-    if (world().rank() == 0) std::printf("[ep=%d world=%d capacity %.1f] drop rate %.4f (%lld of %lld), vs one process %.2e\n", ep,
-                world().size(), cf, total.drop_rate(), static_cast<long long>(total.dropped),
-                static_cast<long long>(total.rows), vs_single);
+    if (world().rank() == 0) {
+      std::printf("[ep=%d world=%d capacity %.1f] drop rate %.4f (%lld of %lld), vs one process %.2e\n", ep,
+                  world().size(), cf, total.drop_rate(), static_cast<long long>(total.dropped),
+                  static_cast<long long>(total.rows), vs_single);
+    }
     EXPECT_GT(total.dropped, 0);
     EXPECT_EQ(total.dropped, expected_total.dropped);
     EXPECT_EQ(total.rows, static_cast<int64_t>(world().size()) * n * 2);  // two MoE layers
@@ -366,8 +375,8 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
       index["weight_map"][item.key()] = "model-0000" + std::to_string(s + 1) + "-of-00002.safetensors";
     }
     for (int s = 0; s < 2; ++s) {
-      checkpoint::save_safetensors(dir + "/model-0000" + std::to_string(s + 1) + "-of-00002.safetensors", shards[s],
-                                   {{"format", "pt"}});
+      const std::string file = "model-0000" + std::to_string(s + 1) + "-of-00002.safetensors";
+      checkpoint::save_safetensors(dir + "/" + file, shards[s], {{"format", "pt"}});
     }
     std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
   }
@@ -397,9 +406,11 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
       error = std::max(error, (item.value() - expected).abs().max().item<double>());
     }
     const int64_t share = replicated_bytes + expert_bytes / ep;
-    if (world().rank() == 0) std::printf("[ep=%d rank %d] read %lld bytes; replicated %lld + expert share %lld of %lld\n", ep,
-                world().rank(), static_cast<long long>(read), static_cast<long long>(replicated_bytes),
-                static_cast<long long>(expert_bytes / ep), static_cast<long long>(expert_bytes));
+    if (world().rank() == 0) {
+      std::printf("[ep=%d rank 0] read %lld bytes; replicated %lld + expert share %lld of %lld\n", ep,
+                  static_cast<long long>(read), static_cast<long long>(replicated_bytes),
+                  static_cast<long long>(expert_bytes / ep), static_cast<long long>(expert_bytes));
+    }
     EXPECT_EQ(max_over_ranks(error, world()), 0.0);
     if (before >= 0) {
       EXPECT_GE(read, share);

@@ -48,7 +48,8 @@ def main():
             f.write(text[: text.rfind("\n") + 1])
         train_dir, eval_dir = os.path.join(tmp, "train"), os.path.join(tmp, "eval")
         run([BINARY, "prepare", "--input", corpus, "--output", train_dir, "--eval-output", eval_dir,
-             "--eval-fraction", "0.2", "--tokenizer", os.path.join(SOURCE, "data/tokenizer"), "--format", "text",
+             "--eval-fraction", "0.2", "--tokenizer", os.path.join(SOURCE, "data/tokenizer"),
+             "--format", "text",
              "--text-doc-bytes", "400"])
         recipe = os.path.join(tmp, "recipe.yaml")
         with open(recipe, "w") as f:
