@@ -303,6 +303,10 @@ class Trainer {
     at::Tensor most = at::full({1}, micro_batches, at::kLong);
     world_.all_reduce(most, parallel::ReduceOp::kMax);
     const int64_t pad_id = recipe_.arch.text_config.pad_token_id.value_or(0);
+    if (most.item<int64_t>() > micro_batches) {
+      L4_LOG_DEBUG("eval: {} padding forward(s) to match the other ranks' expert exchanges",
+                   most.item<int64_t>() - micro_batches);
+    }
     for (int64_t i = micro_batches; i < most.item<int64_t>(); ++i) {
       AutocastScope autocast(recipe_.train.precision == "bf16");
       setup_.model->forward(at::full({1, recipe_.data.seq_len}, pad_id, at::kLong));

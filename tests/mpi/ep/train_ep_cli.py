@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """`llama4 train` under mpirun with expert parallelism: the losses (and eval loss) of
-`mpirun -np 2 ... parallel.expert_parallel=2` equal a one-process run within 1e-5 (the whole eval split is
-evaluated, whose last batch may leave ranks with different numbers of micro-batches), and an ep=2 run stopped
+`mpirun -np 2 ... parallel.expert_parallel=2` equal a one-process run within 1e-5 (training and eval losses), and an ep=2 run stopped
 at step 2 and resumed (expert shards saved and restored per rank) continues with the same losses; with a
 capacity factor the metrics carry the drop rate.
 
