@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`llama4 train` under mpirun with expert parallelism: the losses (and eval loss) of
 `mpirun -np 2 ... parallel.expert_parallel=2` equal a one-process run within 1e-5 (training and eval losses),
-and an ep=2 run stopped at step 2 and resumed (expert shards saved and restored per rank) continues with the same losses; with a
-capacity factor the metrics carry the drop rate.
+and an ep=2 run stopped at step 2 and resumed (expert shards saved and restored per rank) continues with the
+same losses; with a capacity factor the metrics carry the drop rate.
 
 Environment (set by ctest): L4_BINARY, L4_SOURCE_DIR; MPIEXEC and MPIEXEC_FLAGS from the command line."""
 import json
