@@ -1,14 +1,15 @@
 #include "model/llama4_model.h"
 
 #include "core/error.h"
+#include "parallel/rank_rng.h"
 
 namespace l4::model {
 
 DecoderLayerImpl::DecoderLayerImpl(const config::TextConfig& config, int64_t layer,
-                                   const at::TensorOptions& options) {
+                                   const at::TensorOptions& options, const ExpertShard& shard) {
   self_attn = register_module("self_attn", Attention(config, layer, options));
   if (config.is_moe_layer(layer)) {
-    moe = register_module("feed_forward", Moe(config, options));
+    moe = register_module("feed_forward", Moe(config, options, shard));
   } else {
     mlp = register_module("feed_forward", Mlp(config.hidden_size, config.intermediate_size_mlp, options));
   }
@@ -24,7 +25,8 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, AttentionContext& cont
   return h + (moe ? moe->forward(normed) : mlp->forward(normed));
 }
 
-TextModelImpl::TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options)
+TextModelImpl::TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options,
+                             const ExpertShard& shard)
     : config_(config) {
   config_.resolve();
   L4_CHECK(config_.hidden_act == "silu", "model config: hidden_act '{}' is not supported (expected 'silu')",
@@ -32,7 +34,7 @@ TextModelImpl::TextModelImpl(const config::TextConfig& config, const at::TensorO
   embed_tokens = register_module("embed_tokens", Embedding(config_.vocab_size, config_.hidden_size, options));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
-    decoder_layers.push_back(DecoderLayer(config_, i, options));
+    decoder_layers.push_back(DecoderLayer(config_, i, options, shard));
     layers->push_back(decoder_layers.back());
   }
   norm = register_module("norm", RMSNorm(config_.hidden_size, config_.rms_norm_eps, options));
@@ -74,8 +76,10 @@ Llama4ForCausalLMImpl::Llama4ForCausalLMImpl(const config::TextConfig& config, c
   config_.resolve();
   L4_CHECK(!config_.tie_word_embeddings,
            "model config: tie_word_embeddings=true is not supported (Llama 4 has an untied lm_head)");
+  shard_ = {options.experts.begin,
+            options.experts.count > 0 ? options.experts.count : config_.num_local_experts};
   const auto tensor_options = torch::TensorOptions().dtype(options.dtype).device(options.device);
-  model = register_module("model", TextModel(config_, tensor_options));
+  model = register_module("model", TextModel(config_, tensor_options, options.experts));
   lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, tensor_options));
 }
 
@@ -103,6 +107,23 @@ void Llama4ForCausalLMImpl::reset_parameters(const std::optional<uint64_t>& seed
     }
   }
   // nn.Embedding(padding_idx=pad_token_id) starts with a zero row, as in HF.
+  const auto pad = config_.pad_token_id;
+  if (pad && *pad >= 0 && *pad < config_.vocab_size) model->embed_tokens->weight[*pad].zero_();
+}
+
+void Llama4ForCausalLMImpl::init_parameters(uint64_t seed) {
+  const parallel::InitFn normal = parallel::normal_init(config_.initializer_range);
+  const parallel::InitFn ones = [](at::Tensor& out, at::Generator&) { out.fill_(1.0); };
+  for (auto& item : named_parameters()) {
+    at::Tensor& p = item.value();
+    const parallel::InitFn& init = p.dim() == 1 ? ones : normal;  // the RMSNorm weights are the only vectors
+    if (item.key().find(".experts.") != std::string::npos) {
+      parallel::init_experts(p, shard_.begin, seed, item.key(), init);
+    } else {
+      parallel::init_replicated(p, seed, item.key(), init);
+    }
+  }
+  torch::NoGradGuard no_grad;
   const auto pad = config_.pad_token_id;
   if (pad && *pad >= 0 && *pad < config_.vocab_size) model->embed_tokens->weight[*pad].zero_();
 }

@@ -20,7 +20,8 @@ namespace l4::model {
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  DecoderLayerImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options);
+  DecoderLayerImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options,
+                   const ExpertShard& shard = {});
   at::Tensor forward(const at::Tensor& x, AttentionContext& context);
 
   Attention self_attn{nullptr};
@@ -33,7 +34,8 @@ TORCH_MODULE(DecoderLayer);
 // HF Llama4TextModel: returns the final-normed hidden states.
 class TextModelImpl : public torch::nn::Module {
  public:
-  TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options);
+  TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options,
+                const ExpertShard& shard = {});
   // input_ids [B, T] int64; position_ids [B, T] (default: index within the document); doc_ids [B, T]
   // (packed sequences: attention stays within equal ids).
   at::Tensor forward(const at::Tensor& input_ids,
@@ -61,6 +63,9 @@ TORCH_MODULE(TextModel);
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+  // Routed experts held by this instance (expert parallelism); default all. Parameter names are unchanged,
+  // expert tensors are [shard count, ...].
+  ExpertShard experts;
 };
 
 class Llama4ForCausalLMImpl : public torch::nn::Module {
@@ -78,6 +83,10 @@ class Llama4ForCausalLMImpl : public torch::nn::Module {
 
   // HF-style initialisation: normal(0, initializer_range) for matrices and experts, ones for norms.
   void reset_parameters(const std::optional<uint64_t>& seed = std::nullopt);
+  // The same rules drawn per tensor (and per expert) from generators seeded by (seed, name[, expert]), see
+  // parallel/rank_rng.h: the values do not depend on the expert shard, so every expert-parallel layout
+  // starts from the weights of the single-process model.
+  void init_parameters(uint64_t seed);
 
   // Router load balancing (off by default) and metrics of the last forward pass.
   void set_router_loss(const RouterLossOptions& options);
@@ -89,12 +98,15 @@ class Llama4ForCausalLMImpl : public torch::nn::Module {
   std::vector<at::Tensor> expert_token_counts() const;
 
   const config::TextConfig& config() const { return config_; }
+  // First routed expert held and how many (count = num_local_experts without expert parallelism).
+  const ExpertShard& expert_shard() const { return shard_; }
 
   TextModel model{nullptr};
   Linear lm_head{nullptr};
 
  private:
   config::TextConfig config_;
+  ExpertShard shard_;
 };
 TORCH_MODULE(Llama4ForCausalLM);
 

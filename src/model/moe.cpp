@@ -57,13 +57,17 @@ ExpertsImpl::ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermedia
   down_proj = register_parameter("down_proj", torch::empty({num_experts, intermediate, hidden}, options));
 }
 
-MoeImpl::MoeImpl(const config::TextConfig& config, const at::TensorOptions& options)
+MoeImpl::MoeImpl(const config::TextConfig& config, const at::TensorOptions& options, const ExpertShard& shard)
     : num_experts_(config.num_local_experts), top_k_(config.num_experts_per_tok) {
   L4_CHECK(top_k_ >= 1 && top_k_ <= num_experts_,
            "model config: num_experts_per_tok ({}) must be between 1 and num_local_experts ({})", top_k_,
            num_experts_);
+  const int64_t held = shard.count > 0 ? shard.count : num_experts_;
+  L4_CHECK(shard.begin >= 0 && shard.count >= 0 && shard.begin + held <= num_experts_,
+           "expert shard [{}, {}) does not fit num_local_experts ({})", shard.begin, shard.begin + held,
+           num_experts_);
   const int64_t d = config.hidden_size;
-  experts = register_module("experts", Experts(num_experts_, d, config.intermediate_size, options));
+  experts = register_module("experts", Experts(held, d, config.intermediate_size, options));
   router = register_module("router", Linear(d, num_experts_, options));
   shared_expert = register_module("shared_expert", Mlp(d, config.intermediate_size, options));
 }

@@ -36,6 +36,13 @@ struct RouterLossOptions {
   double z_loss_coef = 0.0;    // mean over tokens of logsumexp(logits)^2
 };
 
+// The routed experts a model instance holds: [begin, begin + count) of the config's num_local_experts
+// (expert parallelism gives each rank a slice; count 0 = all). The router always scores every expert.
+struct ExpertShard {
+  int64_t begin = 0;
+  int64_t count = 0;
+};
+
 class ExpertsImpl : public torch::nn::Module {
  public:
   ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermediate, const at::TensorOptions& options);
@@ -46,7 +53,7 @@ TORCH_MODULE(Experts);
 
 class MoeImpl : public torch::nn::Module {
  public:
-  MoeImpl(const config::TextConfig& config, const at::TensorOptions& options);
+  MoeImpl(const config::TextConfig& config, const at::TensorOptions& options, const ExpertShard& shard = {});
   // x [..., D] -> [..., D]. Records token counts and (when enabled) the router loss of this call.
   at::Tensor forward(const at::Tensor& x);
 
@@ -58,6 +65,7 @@ class MoeImpl : public torch::nn::Module {
   int64_t top_k() const { return top_k_; }
 
   RouterLossOptions loss_options;
+  // Gets the rows of all routed experts (counts per global expert) and this layer's expert shard.
   ExpertRunner expert_runner = run_experts;
   at::Tensor last_expert_counts;  // int64 [E]: (token, slot) pairs routed to each expert by the last call
   at::Tensor last_router_loss;    // float32 scalar, weighted by the coefficients; undefined when both are 0

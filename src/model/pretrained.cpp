@@ -43,9 +43,21 @@ void check_text_weights(const config::TextConfig& config, const checkpoint::Mode
 }
 
 void load_text_weights(Llama4ForCausalLMImpl& model, const checkpoint::ModelWeights& weights) {
-  check_text_weights(model.config(), weights);
+  check_text_weights(model.config(), weights);  // full-size shapes, as stored
+  const ExpertShard& shard = model.expert_shard();
+  const bool sharded = shard.count != model.config().num_local_experts;
   torch::NoGradGuard no_grad;
-  for (auto& item : model.named_parameters()) item.value().copy_(weights.load(item.key()));
+  for (auto& item : model.named_parameters()) {
+    at::Tensor& param = item.value();
+    // Under expert parallelism only this instance's expert rows are read from the file.
+    const bool expert_rows = sharded && item.key().find(".experts.") != std::string::npos;
+    const at::Tensor value = expert_rows
+                                 ? weights.load_rows(item.key(), shard.begin, shard.begin + shard.count)
+                                 : weights.load(item.key());
+    L4_CHECK(value.sizes() == param.sizes(), "weights in {}: '{}' read with shape {}, the model holds {}",
+             weights.source().dir(), item.key(), c10::str(value.sizes()), c10::str(param.sizes()));
+    param.copy_(value);
+  }
 }
 
 PretrainedText load_pretrained_text(const std::string& dir, const ModelOptions& options) {

@@ -21,26 +21,50 @@ void add_lora(const config::Recipe& recipe, ModelSetup& setup) {
 
 }  // namespace
 
+namespace {
+
+// This rank's routed experts: [ep_rank * E / ep, (ep_rank + 1) * E / ep).
+model::ExpertShard expert_shard(const parallel::ProcessGrid& grid) {
+  return {grid.expert_begin(), grid.experts_per_rank()};
+}
+
+// Rows go through the expert dispatch when experts are sharded or a capacity factor drops overflow; a
+// dropless single-rank run keeps the model's direct path.
+void install_expert_runner(ModelSetup& setup, const config::Recipe& recipe,
+                           const parallel::ProcessGrid& grid) {
+  setup.expert_begin = grid.expert_begin();
+  setup.local_experts = grid.experts_per_rank();
+  if (grid.layout().ep == 1 && recipe.parallel.capacity_factor <= 0) return;
+  parallel::DispatchOptions options;
+  options.capacity_factor = recipe.parallel.capacity_factor;
+  setup.expert_runner = model::install_expert_parallel(*setup.model, grid.ep_comm(), options);
+}
+
+}  // namespace
+
 bool ModelSetup::is_expert_param(const std::string& name) { return name.find(".experts.") != std::string::npos; }
 
 ModelSetup build_model(const config::Recipe& recipe, const parallel::ProcessGrid& grid) {
   const config::TextConfig& text = recipe.arch.text_config;
-  L4_CHECK(grid.layout().ep == 1,
-           "{}: parallel.expert_parallel={} is not supported by this trainer build yet; use 1", recipe.source,
-           grid.layout().ep);
   ModelSetup setup;
   model::ModelOptions options;
   options.dtype = recipe.model.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  options.experts = expert_shard(grid);
   setup.model = model::Llama4ForCausalLM(text, options);
-  setup.model->reset_parameters(static_cast<uint64_t>(recipe.train.seed));
+  setup.expert_begin = grid.expert_begin();  // LoRA sizes and seeds its expert tensors from the shard
+  setup.local_experts = grid.experts_per_rank();
   const std::string weights_dir = !recipe.model.hf_dir.empty() ? recipe.model.hf_dir : recipe.model.init;
   if (!weights_dir.empty()) {
+    // Every tensor is loaded (checked first); under expert parallelism only this rank's expert rows.
     L4_LOG_INFO("loading weights from {}", weights_dir);
     model::load_text_weights(*setup.model, checkpoint::ModelWeights::open_dir(weights_dir));
+  } else {
+    // Layout-independent init: every (world, ep) layout starts from the single-process weights.
+    setup.model->init_parameters(static_cast<uint64_t>(recipe.train.seed));
   }
   add_lora(recipe, setup);
   setup.model->set_router_loss({recipe.train.aux_loss_coef, recipe.train.z_loss_coef});
-  setup.local_experts = text.num_local_experts;
+  install_expert_runner(setup, recipe, grid);  // after LoRA: the exchange wraps the LoRA-aware local runner
   for (const auto& item : setup.model->named_parameters()) {
     if (!item.value().requires_grad()) continue;
     setup.trainable.push_back({item.key(), item.value()});

@@ -8,6 +8,7 @@
 
 #include "config/recipe.h"
 #include "data/sharded_loader.h"
+#include "model/expert_parallel.h"
 #include "model/llama4_model.h"
 #include "model/llama4_multimodal.h"
 #include "parallel/grad_sync.h"
@@ -25,6 +26,9 @@ struct ModelSetup {
   // Rows [expert_begin, expert_begin + local_experts) of every expert tensor live on this rank.
   int64_t expert_begin = 0;
   int64_t local_experts = 0;
+  // Exchanges the MoE rows over the expert-parallel group (ep > 1 or a capacity factor); null otherwise.
+  // Its stats() give the capacity drop rate.
+  std::shared_ptr<model::ExpertParallelRunner> expert_runner;
   // Whether `name` is an expert tensor (dim 0 indexes experts, sharded under expert parallelism).
   static bool is_expert_param(const std::string& name);
   // Logits [B, T, V] for a loader batch: early fusion of its pixel_tiles when the model has a vision

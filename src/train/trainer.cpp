@@ -97,7 +97,10 @@ class Trainer {
     optimizer_ = std::make_unique<OptimizerSetup>(setup_.trainable, settings_, recipe_.optimizer.eps);
     parallel::GradSyncOptions sync_options;
     sync_options.bucket_mb = recipe_.parallel.bucket_mb;
-    sync_options.overlap = recipe_.parallel.overlap_grad_sync;
+    // Overlap needs every parameter to get a gradient on every rank; a rank whose experts receive no rows
+    // leaves their LoRA tensors without one, so LoRA under expert parallelism syncs after backward.
+    sync_options.overlap = recipe_.parallel.overlap_grad_sync &&
+                           !(recipe_.lora.rank > 0 && recipe_.parallel.expert_parallel > 1);
     sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
     grad_sync_ = std::make_unique<parallel::GradSync>(setup_.sync, grid_, sync_options);
     if (options.eval_only) return evaluate_and_print();
@@ -143,6 +146,7 @@ class Trainer {
       Stopwatch step_clock;
       const double multiplier = lr_multiplier(recipe_.schedule, step_, t.steps);
       optimizer_->set_lr_multiplier(multiplier);
+      if (setup_.expert_runner) setup_.expert_runner->reset_stats();
       StepResult result = forward_backward(batch);
       if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
         optimizer_->zero_grad();
@@ -173,6 +177,10 @@ class Trainer {
           {"step_time_s", step_time},
           {"elapsed_s", elapsed_s_}};
       if (recipe_.train.aux_loss_coef > 0 || recipe_.train.z_loss_coef > 0) values.push_back({"aux_loss", result.aux_loss});
+      if (setup_.expert_runner && recipe_.parallel.capacity_factor > 0) {
+        const parallel::DispatchStats drops = parallel::sum_over_ranks(setup_.expert_runner->stats(), world_);
+        values.push_back({"expert_drop_rate", drops.drop_rate()});
+      }
       if (t.eval_every > 0 && step_ % t.eval_every == 0) add_eval(values);
       if (step_ % recipe_.logging.every == 0 || step_ == last) log_step(values, step_time);
       if (recipe_.checkpoint.every > 0 && step_ % recipe_.checkpoint.every == 0 && step_ < last) save();
@@ -304,11 +312,30 @@ class Trainer {
 
         exact.add(logits, micro.labels, micro.doc_ids);
       }
+      match_expert_exchanges(static_cast<int64_t>(batch.micro.size()));
     }
     at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
     world_.all_reduce(totals, parallel::ReduceOp::kSum);
     setup_.model->train();
     return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(world_)};
+  }
+
+  // The last eval batch may be short, leaving ranks with different numbers of micro-batches; the MoE
+  // layers' exchanges are collectives over the expert-parallel group, so ranks with fewer run discarded
+  // forwards of one padding row until every rank has run as many.
+  void match_expert_exchanges(int64_t micro_batches) {
+    if (!setup_.expert_runner) return;
+    at::Tensor most = at::full({1}, micro_batches, at::kLong);
+    world_.all_reduce(most, parallel::ReduceOp::kMax);
+    const int64_t pad_id = recipe_.arch.text_config.pad_token_id.value_or(0);
+    if (most.item<int64_t>() > micro_batches) {
+      L4_LOG_DEBUG("eval: {} padding forward(s) to match the other ranks' expert exchanges",
+                   most.item<int64_t>() - micro_batches);
+    }
+    for (int64_t i = micro_batches; i < most.item<int64_t>(); ++i) {
+      AutocastScope autocast(recipe_.train.precision == "bf16");
+      setup_.model->forward(at::full({1, recipe_.data.seq_len}, pad_id, at::kLong));
+    }
   }
 
   // --- checkpoints ----------------------------------------------------------------------------------
