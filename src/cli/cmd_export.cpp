@@ -88,8 +88,8 @@ int run_export(const ParsedArgs& args) {
   } else if (!base_dir.empty() && file_exists((fs::path(base_dir) / "config.json").string())) {
     lora::write_merged_model(*model, base_dir, output, recipe.tokenizer.path);
   } else {
-    L4_FAIL("{}: a full export copies config.json from the run's model.hf_dir/model.init HF directory; "
-            "this run has none", ckpt.path);
+    // No HF base (e.g. pretraining from configs/*.yaml): config.json is written from the architecture.
+    lora::write_text_model(*model, recipe.arch, output, recipe.tokenizer.path);
   }
   return 0;
 }

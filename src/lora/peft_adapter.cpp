@@ -1,5 +1,8 @@
 #include "lora/peft_adapter.h"
 
+#include "config/hf_config_json.h"
+#include "core/file_io.h"
+
 #include <filesystem>
 #include <map>
 #include <set>
@@ -8,6 +11,7 @@
 
 #include "checkpoint/model_weights.h"
 #include "checkpoint/safetensors.h"
+#include "config/hf_config_json.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/log.h"
@@ -238,6 +242,34 @@ LoraOptions load_peft_adapter(model::Llama4ForCausalLMImpl& model, const std::st
   return options;
 }
 
+namespace {
+
+void copy_tokenizer_files(const fs::path& from, const std::string& output_dir) {
+  fs::path tok = from;
+  if (fs::is_regular_file(tok)) tok = tok.parent_path();
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "tokenizer.model", "chat_template.jinja", "chat_template.json",
+                        "generation_config.json"}) {
+    const fs::path src = tok / f;
+    if (fs::exists(src)) fs::copy_file(src, fs::path(output_dir) / f, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace
+
+void write_text_model(model::Llama4ForCausalLMImpl& model, const config::ModelArch& arch,
+                      const std::string& output_dir, const std::string& tokenizer_dir) {
+  fs::create_directories(output_dir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (auto& [name, t] : merged_state(model)) tensors.emplace_back(name, t);  // canonical = CausalLM names
+  checkpoint::save_safetensors((fs::path(output_dir) / "model.safetensors").string(), tensors,
+                               {{"format", "pt"}});
+  write_file_atomic((fs::path(output_dir) / "config.json").string(),
+                    config::model_arch_to_hf_json(arch, /*text_only=*/true));
+  if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, output_dir);
+  L4_LOG_INFO("wrote model ({} tensors) to {}", tensors.size(), output_dir);
+}
+
 void write_merged_model(model::Llama4ForCausalLMImpl& model, const std::string& base_dir,
                         const std::string& output_dir, const std::string& tokenizer_dir) {
   const auto weights = checkpoint::ModelWeights::open_dir(base_dir);
@@ -258,14 +290,7 @@ void write_merged_model(model::Llama4ForCausalLMImpl& model, const std::string& 
   const std::string config_json = (fs::path(base_dir) / "config.json").string();
   L4_CHECK(file_exists(config_json), "{}: no config.json to copy into the merged model", base_dir);
   fs::copy_file(config_json, fs::path(output_dir) / "config.json", fs::copy_options::overwrite_existing);
-  fs::path tok = tokenizer_dir.empty() ? fs::path(base_dir) : fs::path(tokenizer_dir);
-  if (fs::is_regular_file(tok)) tok = tok.parent_path();
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                        "tokenizer.model", "chat_template.jinja", "chat_template.json",
-                        "generation_config.json"}) {
-    const fs::path src = tok / f;
-    if (fs::exists(src)) fs::copy_file(src, fs::path(output_dir) / f, fs::copy_options::overwrite_existing);
-  }
+  copy_tokenizer_files(tokenizer_dir.empty() ? fs::path(base_dir) : fs::path(tokenizer_dir), output_dir);
   L4_LOG_INFO("wrote merged model ({} tensors) to {}", tensors.size(), output_dir);
 }
 

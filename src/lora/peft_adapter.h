@@ -11,6 +11,7 @@
 #include <string>
 
 #include "lora/lora_modules.h"
+#include "config/model_arch.h"
 #include "model/llama4_model.h"
 
 namespace l4::lora {
@@ -29,6 +30,11 @@ LoraOptions load_peft_adapter(model::Llama4ForCausalLMImpl& model, const std::st
 // Writes `base_dir`'s model with LoRA folded in as an HF model directory: config.json, model.safetensors
 // (same layout as the base: text-only or multimodal, vision tensors copied unchanged) and the tokenizer
 // files found in base_dir (or tokenizer_dir when given).
+// A full HF model directory for a run without an HF base (pretraining from configs/*.yaml): the text model's
+// tensors in the Llama4ForCausalLM layout, config.json written from the architecture, tokenizer files.
+void write_text_model(model::Llama4ForCausalLMImpl& model, const config::ModelArch& arch,
+                      const std::string& output_dir, const std::string& tokenizer_dir);
+
 void write_merged_model(model::Llama4ForCausalLMImpl& model, const std::string& base_dir,
                         const std::string& output_dir, const std::string& tokenizer_dir = "");
 
