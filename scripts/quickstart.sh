@@ -20,7 +20,7 @@ echo "== 1/7 prepare the domain data (text and images)"
 "$BIN" prepare --config "$RECIPE"
 
 echo "== 2/7 evaluate the base model"
-before=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" checkpoint.resume=none | tail -n1)
+before=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1 checkpoint.resume=none | tail -n1)
 echo "$before"
 
 echo "== 3/7 LoRA SFT on 2 ranks (expert_parallel=2), stopped at step $HALF as a preemption would"
@@ -30,7 +30,7 @@ echo "== 4/7 resume to step $STEPS"
 launch/mpirun.sh -n 2 -t 1 -- train --config "$RECIPE" "${RUN[@]}"
 
 echo "== 5/7 evaluate the fine-tuned model"
-after=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" | tail -n1)
+after=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1 | tail -n1)
 echo "$after"
 
 echo "== 6/7 export the PEFT adapter and the merged model"

@@ -101,6 +101,7 @@ class Trainer {
     // leaves their LoRA tensors without one, so LoRA under expert parallelism syncs after backward.
     sync_options.overlap = recipe_.parallel.overlap_grad_sync &&
                            !(recipe_.lora.rank > 0 && recipe_.parallel.expert_parallel > 1);
+    overlap_ = sync_options.overlap;
     sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
     grad_sync_ = std::make_unique<parallel::GradSync>(setup_.sync, grid_, sync_options);
     if (options.eval_only) return evaluate_and_print();
@@ -222,7 +223,7 @@ class Trainer {
           loss = loss + aux * aux_weight;
         }
       }
-      if (i + 1 == micro_steps) grad_sync_->prepare();
+      if (i + 1 == micro_steps && overlap_) grad_sync_->prepare();
       loss.backward();
     }
     grad_sync_->sync();
@@ -451,6 +452,7 @@ class Trainer {
   std::unique_ptr<parallel::GradSync> grad_sync_;
   std::unique_ptr<data::ShardedLoader> loader_;
   std::unique_ptr<MetricsLog> metrics_;
+  bool overlap_ = false;  // gradient all-reduce overlapped with backward
   double peak_flops_ = 0.0;
   double flops_per_token_ = 0.0;
   int64_t step_ = 0;
