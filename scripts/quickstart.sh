@@ -12,7 +12,7 @@ RECIPE=recipes/lora_sft_tiny.yaml
 OUT=runs/quickstart
 rm -rf "$OUT"
 RUN=("checkpoint.dir=$OUT/ckpt" "logging.run_dir=$OUT")
-STEPS=$(grep -oE 'steps: [0-9]+' "$RECIPE" | head -n1 | grep -oE '[0-9]+')
+STEPS=$(grep -oE "\{steps: [0-9]+" "$RECIPE" | grep -oE "[0-9]+")
 HALF=$((STEPS / 2))
 export OMP_NUM_THREADS=1
 

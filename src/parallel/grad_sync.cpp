@@ -164,6 +164,7 @@ void GradSync::sync() {
   State& s = *state_;
   L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare() before backward");
   at::NoGradGuard no_grad;
+  if (!s.options.overlap) s.next_launch = 0;  // nothing was launched during backward: start each step afresh
   s.launched_in_backward = s.next_launch;
   // Whatever the hooks did not launch (all of it without overlap) goes now, in bucket order.
   for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
