@@ -14,7 +14,7 @@ import time
 
 BINARY = os.environ["L4_BINARY"]
 SOURCE = os.environ["L4_SOURCE_DIR"]
-EP = int(os.environ.get("L4_TRAIN_TEST_EP", "1"))
+EP = 2  # the reference runs shard the experts over both ranks
 ROOT_FLAGS = ["--allow-run-as-root"] if os.geteuid() == 0 else []
 failures = []
 
@@ -101,21 +101,22 @@ logging: {{run_dir: {work}/run, peak_tflops: 0.3}}
 
     # --- llama4 eval reproduces the final evaluation of the run, on another world size ----------------
     final_eval = [row["eval_loss"] for row in map(json.loads, open(f"{work}/straight/run/metrics.jsonl")) if "eval_loss" in row]
-    r = subprocess.run([BINARY, "eval", "--config", recipe, *paths("straight")], cwd=SOURCE, capture_output=True,
+    r = subprocess.run([BINARY, "eval", "--config", recipe, *paths("straight"), "parallel.expert_parallel=1"],
+                       cwd=SOURCE, capture_output=True,
                        text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     m = re.search(r"step 10  eval_loss ([0-9.]+)", r.stdout)
     check(r.returncode == 0 and m and final_eval and abs(float(m.group(1)) - final_eval[-1]) <= 1e-5,
           "llama4 eval on 1 rank equals the 2-rank run's final eval loss", (final_eval, r.stdout, r.stderr[-1500:]))
 
-    # --- elastic: the step-5 checkpoint of 2 ranks resumed on 1 and on 4 ranks ----------------------
-    for np in (1, 4):
-        tag = f"elastic{np}"
+    # --- elastic: the step-5 checkpoint of 2 ranks (ep=2) resumed on 1 rank and on 4 ranks (ep=2, ep=4) -
+    for np, ep in ((1, 1), (4, 2), (4, 4)):
+        tag = f"elastic{np}_{ep}"
         shutil.copytree(f"{work}/at5", f"{work}/{tag}/ckpt")
-        rc, out, err = run(np, ["train", "--config", recipe, *paths(tag)])
+        rc, out, err = run(np, ["train", "--config", recipe, *paths(tag), f"parallel.expert_parallel={ep}"])
         got = metrics(f"{work}/{tag}/run")
         ok = rc == 0 and sorted(got) == list(range(6, 11)) and all(
             abs(got[s]["loss"] - straight[s]["loss"]) <= 1e-5 for s in got)
-        check(ok, f"resume the 2-rank checkpoint on {np} rank(s): losses within 1e-5",
+        check(ok, f"resume the 2-rank ep=2 checkpoint on {np} rank(s) with ep={ep}: losses within 1e-5",
               err if rc else [(s, got[s]["loss"], straight[s]["loss"]) for s in got])
 
     # --- SIGTERM: finish the step, checkpoint, exit 0, resume continues -----------------------------
@@ -151,19 +152,20 @@ logging: {{run_dir: {work}/run, peak_tflops: 0.3}}
           "after kill -9 the previous checkpoint is used and the run completes", err)
 
     # --- non-finite loss stops with a checkpoint and exit 1 ------------------------------------------
-    rc, out, err = run(1, ["train", "--config", recipe, *paths("nan"), "optimizer.lr=1.0e+30",
+    rc, out, err = run(1, ["train", "--config", recipe, *paths("nan"), "parallel.expert_parallel=1", "optimizer.lr=1.0e+30",
                            "schedule.warmup_steps=0", "train.grad_clip=0"])
     check(rc == 1 and "non-finite" in err and os.path.exists(f"{work}/nan/ckpt/latest"),
           "non-finite loss: exit 1 naming the step, checkpoint of the last good state", err)
 
     # --- a checkpoint of another architecture is refused ---------------------------------------------
     rc, out, err = run(1, ["train", "--config", recipe, *paths("split"), "model.config=configs/small.yaml",
+                           "parallel.expert_parallel=1",
                            "train.steps=12"])
     check(rc == 1 and "another architecture" in err and "hidden_size" in err,
           "incompatible checkpoint: exit 1 with the first differing field", err)
 
     # --- per-layer learning rates as printed ----------------------------------------------------------
-    r = subprocess.run([BINARY, "train", "--config", recipe, "--print-param-groups",
+    r = subprocess.run([BINARY, "train", "--config", recipe, "--print-param-groups", "parallel.expert_parallel=1",
                         "optimizer.param_groups=[{match: '*.router.*', lr_scale: 0.1}]"],
                        cwd=SOURCE, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     lines = [l.split() for l in r.stdout.splitlines()[1:] if l.strip()]
@@ -188,6 +190,14 @@ logging: {{run_dir: {work}/run, peak_tflops: 0.3}}
         check(ok, "tensorboard's event reader sees the same steps and losses as metrics.jsonl", scalars)
     except ImportError as e:
         check(False, "tensorboard package importable", e)
+
+    # --- the curves as a picture ------------------------------------------------------------------------
+    python = os.environ.get("L4_PYTHON", sys.executable)
+    r = subprocess.run([python, os.path.join(SOURCE, "scripts/plot_metrics.py"), f"{work}/straight/run"],
+                       capture_output=True, text=True)
+    png = f"{work}/straight/run/metrics.png"
+    check(r.returncode == 0 and os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n",
+          "scripts/plot_metrics.py draws the run's curves into a PNG", r.stderr)
 
     # --- a short pretraining run: eval loss falls ------------------------------------------------------
     rc, out, err = run(2, ["train", "--config", recipe, *paths("pretrain"), "train.steps=100",
