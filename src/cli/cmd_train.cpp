@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "config/recipe.h"
+#include "core/log.h"
 #include "train/trainer.h"
 
 namespace l4::cli {
@@ -14,6 +15,7 @@ int run_train(const ParsedArgs& args) {
     std::fputs(config::recipe_to_yaml(recipe).c_str(), stdout);
     return 0;
   }
+  if (!args.has("log-level")) log::set_level(log::parse_level(recipe.logging.level));  // the flag wins
   train::TrainerOptions options;
   options.print_param_groups = args.has("print-param-groups");
   return train::run_training(recipe, options);
