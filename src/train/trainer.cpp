@@ -412,6 +412,7 @@ class Trainer {
     const std::string difference = first_difference(saved_arch, config::model_arch_to_yaml(recipe_.arch));
     L4_CHECK(difference.empty(), "{}: checkpoint is for another architecture: {}", path, difference);
     torch::NoGradGuard no_grad;
+    const nlohmann::json& saved = ckpt.manifest.at("tensors");
     for (const auto& p : setup_.trainable) {
       const bool expert = ModelSetup::is_expert_param(p.name) && p.param.dim() > 0;
       const int64_t begin = expert ? setup_.expert_begin : 0;
@@ -421,8 +422,7 @@ class Trainer {
                p.name, c10::str(value.sizes()), c10::str(p.param.sizes()));
       p.param.copy_(value);
       const std::string avg = "optimizer.exp_avg." + p.name;
-      const auto names = ckpt.manifest.at("tensors");
-      if (names.contains(avg)) {
+      if (saved.contains(avg)) {
         OptimizerSetup::ParamState state;
         state.exp_avg = ckpt.read(avg, begin, end);
         state.exp_avg_sq = ckpt.read("optimizer.exp_avg_sq." + p.name, begin, end);
