@@ -51,7 +51,41 @@ double OptimizerSetup::current_lr(const std::string& name) const {
   return static_cast<const torch::optim::AdamWOptions&>(optimizer_->param_groups()[g].options()).lr();
 }
 
-void OptimizerSetup::step() { optimizer_->step(); }
+// One fused AdamW kernel per group and dtype instead of torch::optim::AdamW's eight elementwise passes per
+// parameter: the update is memory-bound, and on the CPU the per-tensor loop cost more than the experts'
+// matmuls of a step. Same update rule and the same AdamWParamState entries (checkpoints, state()).
+void OptimizerSetup::step() {
+  const torch::NoGradGuard no_grad;
+  auto& states = optimizer_->state();
+  for (auto& group : optimizer_->param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    L4_ASSERT(!o.amsgrad(), "amsgrad is not used");
+    std::map<c10::ScalarType, std::vector<at::Tensor>> params, grads, exp_avgs, exp_avg_sqs, steps;
+    for (at::Tensor& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& slot = states[p.unsafeGetTensorImpl()];
+      if (!slot) {
+        auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+        fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+        slot = std::move(fresh);
+      }
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
+      s.step(s.step() + 1);
+      const c10::ScalarType type = p.scalar_type();
+      params[type].push_back(p);
+      grads[type].push_back(p.grad());
+      exp_avgs[type].push_back(s.exp_avg());
+      exp_avg_sqs[type].push_back(s.exp_avg_sq());
+      steps[type].push_back(torch::full({}, static_cast<double>(s.step()), p.options().dtype(torch::kFloat)));
+    }
+    for (auto& [type, list] : params) {
+      at::_fused_adamw_(list, grads[type], exp_avgs[type], exp_avg_sqs[type], /*max_exp_avg_sqs=*/{}, steps[type],
+                        o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
+                        /*amsgrad=*/false, /*maximize=*/false);
+    }
+  }
+}
 
 void OptimizerSetup::zero_grad() { optimizer_->zero_grad(/*set_to_none=*/true); }
 
