@@ -114,6 +114,21 @@ TEST(GenerateImageParity, CachedEqualsFullMultimodalForwardEachStep) {
     const auto uncached = generate_greedy_uncached(*f.loaded.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
     EXPECT_EQ(cached, uncached) << c.at("name");
     EXPECT_GE(cached.size(), 8u);
+    // Logits: prefill + one token at a time through the cache vs one full multimodal forward.
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> all = p.ids;
+    all.insert(all.end(), cached.begin(), cached.end());
+    const at::Tensor full = f.loaded.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0), p.pixel_values);
+    KvDecoder decoder(*f.loaded.model->language_model);
+    const at::Tensor prompt = torch::tensor(p.ids, torch::kLong).unsqueeze(0);
+    std::vector<at::Tensor> steps = {decoder.step_embeds(f.loaded.model->fused_embeddings(prompt, p.pixel_values))};
+    for (size_t i = p.ids.size(); i < all.size(); ++i) {
+      steps.push_back(decoder.step(torch::tensor({all[i]}, torch::kLong).view({1, 1})));
+    }
+    const double diff = (torch::cat(steps, 1) - full.to(at::kFloat)).abs().max().item<double>();
+    std::cout << "[generate-image] " << c.at("name").get<std::string>() << ": KV cache vs full forward logits max-abs "
+              << diff << " over " << all.size() << " tokens\n";
+    EXPECT_LE(diff, 1e-4);
   }
 }
 
