@@ -54,7 +54,7 @@ done
 IMAGE=data/domain/images/img_0589.png IMAGE_Q="What colour is the circle?" IMAGE_WANT=orange
 image_answer() {  # the log goes to $OUT/generate_image.log
   "$BIN" generate --config "$RECIPE" "${RUN[@]}" "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 \
-    2>>"$OUT/generate_image.log" | tail -n1
+    2>>"$OUT/generate_image.log" | tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
 }
 img0=$(image_answer checkpoint.resume=none)
 img1=$(image_answer)
@@ -69,6 +69,6 @@ echo "| metric (held-out domain set)        | base     | LoRA-tuned |"
 echo "|-------------------------------------|----------|------------|"
 printf "| eval loss                           | %8.4f | %10.4f |\n" "$loss0" "$loss1"
 printf "| exact-match accuracy (images incl.) | %8.3f | %10.3f |\n" "$acc0" "$acc1"
-printf "| image Q answer (expected: %-8s) | %8s | %10s |\n" "$IMAGE_WANT" "${img0:-?}" "${img1:-?}"
+printf "| image Q answer (expected: %-8s) | %8s | %10s |\n" "$IMAGE_WANT" "\"$img0\"" "\"$img1\""
 awk -v a="$loss0" -v b="$loss1" 'BEGIN { printf "eval loss drop: %.1f%%\n", 100 * (a - b) / a }'
 echo "outputs: $OUT/metrics.jsonl, $OUT/tb/ (tensorboard), $OUT/ckpt/, $OUT/adapter/ (PEFT), $OUT/merged/ (HF)"
