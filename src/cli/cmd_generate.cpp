@@ -79,7 +79,8 @@ GenerationModel from_recipe(const ParsedArgs& args, bool images) {
                ckpt->path, p.name, c10::str(value.sizes()), c10::str(p.param.sizes()));
       p.param.copy_(value);
     }
-    L4_LOG_INFO("generate: {} trained tensors from {} (step {})", setup.trainable.size(), ckpt->path, ckpt->step);
+    L4_LOG_INFO("generate: {} trained tensors from {} (step {})", setup.trainable.size(), ckpt->path,
+                ckpt->step);
   } else {
     L4_LOG_INFO("generate: initial weights of {} (no checkpoint)", recipe.source);
   }
@@ -142,14 +143,16 @@ Command make_generate_command() {
   return {{"generate",
            "chat generation with a KV cache (text, or text with images)",
            "(--model DIR [--adapter DIR] | --config RECIPE.yaml [--checkpoint DIR] [key.path=value ...]) "
-           "--prompt TEXT [--image FILE ...] [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--ids]",
+           "--prompt TEXT [--image FILE ...] [--max-tokens N] [--temperature T] [--top-p P] [--seed S] "
+           "[--ids]",
            {{"model", "DIR", "HF model directory (multimodal, i.e. with a vision_config, for --image)"},
             {"adapter", "DIR", "PEFT adapter directory (with --model)"},
             {"config", "FILE",
              "recipe YAML instead of --model: its model as training builds it (vision tower included), with "
              "the trained tensors of the checkpoint it would resume from"},
             {"checkpoint", "DIR", "with --config: step_N checkpoint to use (default: checkpoint.resume)"},
-            {"tokenizer", "PATH", "tokenizer file or directory (default: the model directory / the recipe's)"},
+            {"tokenizer", "PATH",
+             "tokenizer file or directory (default: the model directory / the recipe's)"},
             {"prompt", "TEXT",
              "user message (chat template applied); the images go before it unless it holds <|image|> "
              "placeholders, one per image"},

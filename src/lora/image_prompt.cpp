@@ -38,7 +38,8 @@ ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::strin
   images.reserve(image_paths.size());
   for (const std::string& path : image_paths) images.push_back(vision::load_image(path));
   const vision::PixelValues pixels = vision::preprocess_images(images, preprocess);
-  out.ids = vision::expand_image_placeholders(out.ids, pixels.grids, vision::patches_per_tile(vision), token_ids);
+  out.ids =
+      vision::expand_image_placeholders(out.ids, pixels.grids, vision::patches_per_tile(vision), token_ids);
   out.pixel_values = pixels.pixel_values;
   out.num_tiles = pixels.pixel_values.size(0);
   return out;

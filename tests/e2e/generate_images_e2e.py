@@ -31,7 +31,8 @@ def main():
     expect_error("corrupt image", MODEL, "What is this?", [os.path.join(DATA, "images", "corrupt.png")],
                  ["corrupt.png"])
     expect_error("text-only model", TEXT_MODEL, "What is this?", [IMAGE], [TEXT_MODEL, "vision"])
-    expect_error("placeholder count", MODEL, "<|image|> or <|image|>?", [IMAGE], ["has 2 image placeholders", "1 images"])
+    expect_error("placeholder count", MODEL, "<|image|> or <|image|>?", [IMAGE],
+                 ["has 2 image placeholders", "1 images"])
     # Text-only generation on the multimodal directory still works (no vision tower needed).
     r = subprocess.run([BINARY, "generate", "--model", MODEL, "--prompt", "Hello", "--max-tokens", "3"],
                        capture_output=True, text=True, timeout=300)

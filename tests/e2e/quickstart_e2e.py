@@ -34,8 +34,9 @@ else:
     for resume, group in [("checkpoint.resume=none", 2), ("checkpoint.resume=auto", 3)]:
         want = qa.group(group) if qa else None
         g = subprocess.run([binary, "generate", "--config", "recipes/lora_sft_tiny.yaml",
-                            "checkpoint.dir=runs/quickstart/ckpt", resume, "--prompt", qa.group(1) if qa else "",
-                            "--max-tokens", "8"], cwd=SOURCE, capture_output=True, text=True, timeout=300)
+                            "checkpoint.dir=runs/quickstart/ckpt", resume, "--prompt",
+                            qa.group(1) if qa else "", "--max-tokens", "8"],
+                           cwd=SOURCE, capture_output=True, text=True, timeout=300)
         got = g.stdout.splitlines()[-1] if g.stdout.splitlines() else None
         print(f"generate --config {resume}: {got!r} (HF directory: {want!r})")
         if g.returncode != 0 or want is None or got != want:

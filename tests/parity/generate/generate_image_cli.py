@@ -36,7 +36,8 @@ def main():
     for c in cases:
         got = generate(c["text"], c["images"], c["max_new_tokens"])
         check(got == c["generated"], f"{c['name']}: generate --image ids equal HF generate over "
-              f"{len(c['generated'])} tokens ({len(c['images'])} image(s), {len(c['input_ids'])}-token prompt)")
+              f"{len(c['generated'])} tokens ({len(c['images'])} image(s), "
+              f"{len(c['input_ids'])}-token prompt)")
         if got != c["generated"]:
             print(f"  ours {got}\n  HF   {c['generated']}")
     c = cases[0]

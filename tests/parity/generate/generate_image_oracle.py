@@ -49,10 +49,11 @@ def make_model(tok):
     text = dict(vocab_size=len(tok), hidden_size=48, intermediate_size=32, intermediate_size_mlp=64,
                 num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=12,
                 num_local_experts=2, num_experts_per_tok=1, interleave_moe_layer_step=2,
-                attention_chunk_size=32, no_rope_layers=[1, 1, 0], attn_temperature_tuning=True, floor_scale=8,
+                attention_chunk_size=32, no_rope_layers=[1, 1, 0], attn_temperature_tuning=True,
+                floor_scale=8,
                 max_position_embeddings=4096, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                 pad_token_id=ids["<|finetune_right_pad|>"], bos_token_id=ids["<|begin_of_text|>"],
-                eos_token_id=[tok.convert_tokens_to_ids(t) for t in ["<|end_of_text|>", "<|eom|>", "<|eot|>"]],
+                eos_token_id=tok.convert_tokens_to_ids(["<|end_of_text|>", "<|eom|>", "<|eot|>"]),
                 tie_word_embeddings=False)
     config = Llama4Config(vision_config=vision, text_config=text, image_token_index=ids["<|patch|>"],
                           boi_token_index=ids["<|image_start|>"], eoi_token_index=ids["<|image_end|>"],
@@ -66,7 +67,8 @@ def make_model(tok):
 
 
 def hf_generate(model, processor, text, pil):
-    messages = [{"role": "user", "content": [*({"type": "image"} for _ in pil), {"type": "text", "text": text}]}]
+    content = [{"type": "image"} for _ in pil] + [{"type": "text", "text": text}]  # images first, as we do
+    messages = [{"role": "user", "content": content}]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=prompt, images=pil, add_special_tokens=False, return_tensors="pt")
     inputs["pixel_values"] = inputs["pixel_values"].float()  # HF normalises in bf16; the tower runs in fp32

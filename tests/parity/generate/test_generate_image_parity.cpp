@@ -29,7 +29,8 @@ struct Fixture {
   json cases = json::parse(read_file(kData + "cases.json"));
   std::unique_ptr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::load(kData + "model");
   model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(kData + "model");
-  std::shared_ptr<checkpoint::SafetensorsFile> logits = checkpoint::SafetensorsFile::open(kData + "logits.safetensors");
+  std::shared_ptr<checkpoint::SafetensorsFile> logits =
+      checkpoint::SafetensorsFile::open(kData + "logits.safetensors");
   Fixture() { loaded.model->eval(); }
 
   std::vector<std::string> images(const json& c, bool other = false) const {
@@ -99,7 +100,8 @@ TEST(GenerateImageParity, CachedLogitsEqualHf) {
     ASSERT_EQ(ours.sizes(), want.sizes());
     const double diff = (ours - want).abs().max().item<double>();
     std::cout << "[generate-image] " << c.at("name").get<std::string>() << ": logits of " << want.size(0)
-              << " generated tokens, max-abs vs HF " << diff << " (max |logit| " << want.abs().max().item<double>()
+              << " generated tokens, max-abs vs HF " << diff << " (max |logit| "
+              << want.abs().max().item<double>()
               << ")\n";
     EXPECT_LE(diff, 1e-4);
   }
@@ -111,23 +113,26 @@ TEST(GenerateImageParity, CachedEqualsFullMultimodalForwardEachStep) {
     const ImagePrompt p = f.prompt(c);
     const SamplingOptions o = f.options(c);
     const auto cached = generate(*f.loaded.model, p.ids, p.pixel_values, o);
-    const auto uncached = generate_greedy_uncached(*f.loaded.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
+    const auto uncached =
+        generate_greedy_uncached(*f.loaded.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
     EXPECT_EQ(cached, uncached) << c.at("name");
     EXPECT_GE(cached.size(), 8u);
     // Logits: prefill + one token at a time through the cache vs one full multimodal forward.
     torch::NoGradGuard no_grad;
     std::vector<int64_t> all = p.ids;
     all.insert(all.end(), cached.begin(), cached.end());
-    const at::Tensor full = f.loaded.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0), p.pixel_values);
+    const at::Tensor full =
+        f.loaded.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0), p.pixel_values);
     KvDecoder decoder(*f.loaded.model->language_model);
     const at::Tensor prompt = torch::tensor(p.ids, torch::kLong).unsqueeze(0);
-    std::vector<at::Tensor> steps = {decoder.step_embeds(f.loaded.model->fused_embeddings(prompt, p.pixel_values))};
+    std::vector<at::Tensor> steps = {
+        decoder.step_embeds(f.loaded.model->fused_embeddings(prompt, p.pixel_values))};
     for (size_t i = p.ids.size(); i < all.size(); ++i) {
       steps.push_back(decoder.step(torch::tensor({all[i]}, torch::kLong).view({1, 1})));
     }
     const double diff = (torch::cat(steps, 1) - full.to(at::kFloat)).abs().max().item<double>();
-    std::cout << "[generate-image] " << c.at("name").get<std::string>() << ": KV cache vs full forward logits max-abs "
-              << diff << " over " << all.size() << " tokens\n";
+    std::cout << "[generate-image] " << c.at("name").get<std::string>()
+              << ": KV cache vs full forward logits max-abs " << diff << " over " << all.size() << " tokens\n";
     EXPECT_LE(diff, 1e-4);
   }
 }
