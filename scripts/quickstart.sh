@@ -2,7 +2,7 @@
 # README command 1: set-up, then the main job on the bundled defaults: LoRA SFT of the bundled tiny base
 # model (data/models/tiny-base) on the bundled domain set, on 2 ranks with the experts sharded over both,
 # interrupted once and resumed, evaluated before and after, exported as a PEFT adapter and a merged model,
-# and tried on held-out prompts. Outputs go to runs/quickstart/.
+# and tried on held-out prompts, one of them with its picture. Outputs go to runs/quickstart/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/scripts/setup.sh"
@@ -48,6 +48,18 @@ for prompt in "${PROMPTS[@]}"; do
     "$("$BIN" generate --model data/models/tiny-base --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)" \
     "$("$BIN" generate --model "$OUT/merged" --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)"
 done
+# A held-out question about a picture (data/domain/eval.jsonl). The HF directories above are text-only (the
+# base has no vision tower), so the models come from the recipe as eval sees them: the seeded, frozen
+# tower and the projector, before training (checkpoint.resume=none) and from the last checkpoint.
+IMAGE=data/domain/images/img_0589.png IMAGE_Q="What colour is the circle?" IMAGE_WANT=orange
+image_answer() {  # the log goes to $OUT/generate_image.log
+  "$BIN" generate --config "$RECIPE" "${RUN[@]}" "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 \
+    2>>"$OUT/generate_image.log" | tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
+}
+img0=$(image_answer checkpoint.resume=none)
+img1=$(image_answer)
+printf '  Q: [%s] %s (expected: %s)\n  A (base):  %s\n  A (tuned): %s\n' "$IMAGE" "$IMAGE_Q" "$IMAGE_WANT" \
+  "$img0" "$img1"
 
 field() { echo "$1" | grep -oE "$2 [0-9.naN]+" | awk '{print $2}'; }
 loss0=$(field "$before" eval_loss) loss1=$(field "$after" eval_loss)
@@ -57,5 +69,6 @@ echo "| metric (held-out domain set)        | base     | LoRA-tuned |"
 echo "|-------------------------------------|----------|------------|"
 printf "| eval loss                           | %8.4f | %10.4f |\n" "$loss0" "$loss1"
 printf "| exact-match accuracy (images incl.) | %8.3f | %10.3f |\n" "$acc0" "$acc1"
+printf "| image Q answer (expected: %-8s) | %8s | %10s |\n" "$IMAGE_WANT" "\"$img0\"" "\"$img1\""
 awk -v a="$loss0" -v b="$loss1" 'BEGIN { printf "eval loss drop: %.1f%%\n", 100 * (a - b) / a }'
 echo "outputs: $OUT/metrics.jsonl, $OUT/tb/ (tensorboard), $OUT/ckpt/, $OUT/adapter/ (PEFT), $OUT/merged/ (HF)"

@@ -62,11 +62,16 @@ at::Tensor KvDecoder::attention(model::AttentionImpl& attn, size_t layer, const 
 
 at::Tensor KvDecoder::step(const at::Tensor& input_ids) {
   L4_CHECK(input_ids.dim() == 2 && input_ids.size(1) >= 1, "input_ids must be [batch, >=1 tokens]");
-  const int64_t t = input_ids.size(1);
-  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
+  return step_embeds(model_.model->embed_tokens->forward(input_ids));
+}
+
+at::Tensor KvDecoder::step_embeds(const at::Tensor& embeds) {
+  L4_CHECK(embeds.dim() == 3 && embeds.size(1) >= 1, "embeddings must be [batch, >=1 tokens, hidden]");
+  const int64_t t = embeds.size(1);
+  const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(embeds.device());
   const at::Tensor positions = torch::arange(length_, length_ + t, long_options);
   auto& text = *model_.model;
-  at::Tensor h = text.embed_tokens->forward(input_ids);
+  at::Tensor h = embeds;
   for (size_t i = 0; i < text.decoder_layers.size(); ++i) {
     auto& layer = *text.decoder_layers[i];
     h = h + attention(*layer.self_attn, i, layer.input_layernorm->forward(h), positions);
@@ -95,18 +100,16 @@ bool is_stop(int64_t id, const std::vector<int64_t>& stops) {
   return std::find(stops.begin(), stops.end(), id) != stops.end();
 }
 
-}  // namespace
-
-std::vector<int64_t> generate(model::Llama4ForCausalLMImpl& model, const std::vector<int64_t>& prompt_ids,
-                              const SamplingOptions& options) {
+void check_request(const std::vector<int64_t>& prompt_ids, const SamplingOptions& options) {
   L4_CHECK(!prompt_ids.empty(), "generate: the prompt has no tokens");
   L4_CHECK(options.temperature >= 0.0, "--temperature must be >= 0 (got {})", options.temperature);
   L4_CHECK(options.top_p > 0.0 && options.top_p <= 1.0, "--top-p must be in (0, 1] (got {})", options.top_p);
-  torch::NoGradGuard no_grad;
-  const auto device = model.lm_head->weight.device();
+}
+
+// Samples from the prefill's logits, then feeds each new token through the cache.
+std::vector<int64_t> decode(KvDecoder& decoder, at::Tensor logits, const at::Device& device,
+                            const SamplingOptions& options) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed);
-  KvDecoder decoder(model);
-  at::Tensor logits = decoder.step(torch::tensor(prompt_ids, torch::kLong).unsqueeze(0).to(device));
   std::vector<int64_t> out;
   for (int64_t i = 0; i < options.max_tokens; ++i) {
     const int64_t next = pick(logits[0][-1].to(at::kCPU), options, gen);
@@ -118,6 +121,35 @@ std::vector<int64_t> generate(model::Llama4ForCausalLMImpl& model, const std::ve
   return out;
 }
 
+at::Tensor prompt_tensor(const std::vector<int64_t>& ids, const at::Device& device) {
+  return torch::tensor(ids, torch::kLong).unsqueeze(0).to(device);
+}
+
+}  // namespace
+
+std::vector<int64_t> generate(model::Llama4ForCausalLMImpl& model, const std::vector<int64_t>& prompt_ids,
+                              const SamplingOptions& options) {
+  check_request(prompt_ids, options);
+  torch::NoGradGuard no_grad;
+  const auto device = model.lm_head->weight.device();
+  KvDecoder decoder(model);
+  return decode(decoder, decoder.step(prompt_tensor(prompt_ids, device)), device, options);
+}
+
+std::vector<int64_t> generate(model::Llama4ForConditionalGenerationImpl& model,
+                              const std::vector<int64_t>& prompt_ids, const at::Tensor& pixel_values,
+                              const SamplingOptions& options) {
+  check_request(prompt_ids, options);
+  torch::NoGradGuard no_grad;
+  auto& text = *model.language_model;
+  const auto device = text.lm_head->weight.device();
+  KvDecoder decoder(text);
+  const std::optional<at::Tensor> pixels =
+      pixel_values.defined() ? std::optional<at::Tensor>(pixel_values) : std::nullopt;
+  const at::Tensor embeds = model.fused_embeddings(prompt_tensor(prompt_ids, device), pixels);
+  return decode(decoder, decoder.step_embeds(embeds), device, options);
+}
+
 std::vector<int64_t> generate_greedy_uncached(model::Llama4ForCausalLMImpl& model,
                                               const std::vector<int64_t>& prompt_ids, int64_t max_tokens,
                                               const std::vector<int64_t>& stop_ids) {
@@ -125,6 +157,24 @@ std::vector<int64_t> generate_greedy_uncached(model::Llama4ForCausalLMImpl& mode
   std::vector<int64_t> ids = prompt_ids, out;
   for (int64_t i = 0; i < max_tokens; ++i) {
     const at::Tensor logits = model.forward(torch::tensor(ids, torch::kLong).unsqueeze(0));
+    const int64_t next = logits[0][-1].argmax().item<int64_t>();
+    if (is_stop(next, stop_ids)) break;
+    out.push_back(next);
+    ids.push_back(next);
+  }
+  return out;
+}
+
+std::vector<int64_t> generate_greedy_uncached(model::Llama4ForConditionalGenerationImpl& model,
+                                              const std::vector<int64_t>& prompt_ids,
+                                              const at::Tensor& pixel_values, int64_t max_tokens,
+                                              const std::vector<int64_t>& stop_ids) {
+  torch::NoGradGuard no_grad;
+  const std::optional<at::Tensor> pixels =
+      pixel_values.defined() ? std::optional<at::Tensor>(pixel_values) : std::nullopt;
+  std::vector<int64_t> ids = prompt_ids, out;
+  for (int64_t i = 0; i < max_tokens; ++i) {
+    const at::Tensor logits = model.forward(torch::tensor(ids, torch::kLong).unsqueeze(0), pixels);
     const int64_t next = logits[0][-1].argmax().item<int64_t>();
     if (is_stop(next, stop_ids)) break;
     out.push_back(next);

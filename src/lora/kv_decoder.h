@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/llama4_model.h"
+#include "model/llama4_multimodal.h"
 
 namespace l4::lora {
 
@@ -18,6 +19,8 @@ class KvDecoder {
   explicit KvDecoder(model::Llama4ForCausalLMImpl& model);
   // Appends tokens [B, T] at positions [length(), length() + T); returns their logits [B, T, V] (fp32).
   at::Tensor step(const at::Tensor& input_ids);
+  // The same from input embeddings [B, T, D] (a multimodal prefill: image features fused in).
+  at::Tensor step_embeds(const at::Tensor& embeds);
   int64_t length() const { return length_; }
 
  private:
@@ -42,9 +45,22 @@ struct SamplingOptions {
 std::vector<int64_t> generate(model::Llama4ForCausalLMImpl& model, const std::vector<int64_t>& prompt_ids,
                               const SamplingOptions& options);
 
+// With images: pixel_values [tiles, 3, S, S] (normalised, as lora/image_prompt.h makes them) go through the
+// vision tower and projector once, at prefill, and their features replace the prompt's <|patch|>
+// embeddings (as many as the prompt has: l4::Error naming both counts otherwise); the text tokens that
+// follow are decoded from the cache. An undefined pixel_values is a text-only prompt.
+std::vector<int64_t> generate(model::Llama4ForConditionalGenerationImpl& model,
+                              const std::vector<int64_t>& prompt_ids, const at::Tensor& pixel_values,
+                              const SamplingOptions& options);
+
 // The same greedy continuation without a cache (the whole sequence re-run each step); for tests.
 std::vector<int64_t> generate_greedy_uncached(model::Llama4ForCausalLMImpl& model,
                                               const std::vector<int64_t>& prompt_ids, int64_t max_tokens,
+                                              const std::vector<int64_t>& stop_ids);
+// ... and with images: the full multimodal forward (vision tower included) each step.
+std::vector<int64_t> generate_greedy_uncached(model::Llama4ForConditionalGenerationImpl& model,
+                                              const std::vector<int64_t>& prompt_ids,
+                                              const at::Tensor& pixel_values, int64_t max_tokens,
                                               const std::vector<int64_t>& stop_ids);
 
 }  // namespace l4::lora

@@ -145,7 +145,8 @@ def main():
                  "Where do rivers flow?", "--max-tokens", "12", cwd=tmp)
         check(g1.returncode == 0 and g1.stdout == g2.stdout, f"generate: merged == base + adapter ({g1.stdout!r})")
         g3 = run("generate", "--model", merged, "--prompt", "x", "--image", "a.png", cwd=tmp)
-        check(g3.returncode == 1 and "not supported yet" in g3.stderr, "generate --image: clear error")
+        check(g3.returncode == 1 and merged in g3.stderr and "vision_config" in g3.stderr,
+              "generate --image on a text-only model: exit 1 naming the model directory")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("FAILED:\n  " + "\n  ".join(failures) if failures else "all ok")

@@ -1,0 +1,48 @@
+#include "lora/image_prompt.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "vision/image_decode.h"
+#include "vision/image_preprocess.h"
+#include "vision/image_tokens.h"
+
+namespace l4::lora {
+
+ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::string& text,
+                               const std::vector<std::string>& image_paths,
+                               const config::VisionConfig& vision) {
+  const vision::ImageTokenIds token_ids = vision::ImageTokenIds::from_lookup([&](const std::string& name) {
+    const auto id = tok.special_id(name);
+    return id ? int64_t{*id} : int64_t{-1};
+  });
+  if (!image_paths.empty()) {
+    L4_CHECK(token_ids.image_start >= 0 && token_ids.image_end >= 0 && token_ids.image >= 0 &&
+                 token_ids.patch >= 0 && token_ids.tile_x_separator >= 0 && token_ids.tile_y_separator >= 0,
+             "{}: the tokenizer lacks the Llama 4 image tokens (<|image|>, <|patch|>, ...)", tok.path());
+  }
+  tokenizer::ChatMessage message;
+  message.role = "user";
+  message.content = text;
+  // Placeholders typed in the text are parsed as special tokens by the chat template; without any, the
+  // images precede the text as in HF's template for [image parts..., text part].
+  const bool has_placeholders = token_ids.image >= 0 && text.find("<|image|>") != std::string::npos;
+  if (!has_placeholders) message.num_images = static_cast<int64_t>(image_paths.size());
+  const tokenizer::EncodedChat chat = tokenizer::encode_chat(tok, {message}, /*add_generation_prompt=*/true);
+  ImagePrompt out;
+  out.ids.assign(chat.ids.begin(), chat.ids.end());
+  if (image_paths.empty()) return out;
+
+  const vision::PreprocessOptions preprocess = vision::PreprocessOptions::from_config(vision);
+  std::vector<vision::Image> images;
+  images.reserve(image_paths.size());
+  for (const std::string& path : image_paths) images.push_back(vision::load_image(path));
+  const vision::PixelValues pixels = vision::preprocess_images(images, preprocess);
+  out.ids =
+      vision::expand_image_placeholders(out.ids, pixels.grids, vision::patches_per_tile(vision), token_ids);
+  out.pixel_values = pixels.pixel_values;
+  out.num_tiles = pixels.pixel_values.size(0);
+  return out;
+}
+
+}  // namespace l4::lora
