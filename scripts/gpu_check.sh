@@ -291,8 +291,8 @@ begin tests "ctest -L gpu"
 t=$(allow 180 120)
 (cd "$BUILD" && timeout "$t" ctest -L gpu --output-on-failure --timeout 170 -V) >"$BUILD/tests.log" 2>&1
 rc=$?
-grep -E "^\s*[0-9]+/[0-9]+ Test|tests passed|max \||step [0-9]:|worst|SKIPPED|FAILED|Failure" "$BUILD/tests.log" |
-  grep -vE "^\s*[0-9]+: \[ *(RUN|OK) " | sed 's/^/   /' | head -n 60
+grep -E "^\s*[0-9]+/[0-9]+ Test|tests passed|max \||step [0-9]:|worst|cuda vs cpu|: (ok|FAIL): |SKIPPED|FAILED|Failure" \
+  "$BUILD/tests.log" | grep -vE "^\s*[0-9]+: \[ *(RUN|OK) " | sed 's/^/   /' | head -n 80
 skipped=$(grep -cE "\*\*\*Skipped|\[  SKIPPED \] [A-Za-z]" "$BUILD/tests.log")
 total=$(grep -oE "tests passed, [0-9]+ tests failed out of [0-9]+" "$BUILD/tests.log" | grep -oE "[0-9]+$")
 if ((rc == 0 && (skipped == 0 || CPU_OK))); then
@@ -377,7 +377,7 @@ lines = [
     "| benchmark | value |", "|---|---|",
     f"| GPU | {gpu} |",
     f"| measured bf16 GEMM peak | {float(peak):.0f} TFLOPS |",
-    "| model | configs/bench_gpu.yaml (1.5B total, MoE 8 experts top-1, interleaved) |",
+    "| model | configs/bench_gpu.yaml (1.52B total, 0.81B active, MoE 8 experts top-1 interleaved with dense) |",
     "| batch | 16 x 2048 tokens per step, micro-batch 4, bf16 autocast, AdamW, fp32 master weights |",
     f"| steps measured | {len(steady)} of {len(rows)} (median) |",
     f"| step time | {med('step_time_s'):.3f} s |",

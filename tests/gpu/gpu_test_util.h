@@ -20,11 +20,11 @@ namespace l4::testing {
     }                                                                                                     \
   } while (0)
 
-// fp32 matmuls in full precision (no TF32), so the GPU can be held to the CPU's fp32 tolerances.
+// fp32 matmuls in full precision (no TF32), so the GPU can be held to the CPU's fp32 tolerances. Only the
+// long-standing setters: newer LibTorch rejects mixing them with its per-backend precision API.
 inline void use_ieee_fp32_on_gpu() {
   at::globalContext().setAllowTF32CuBLAS(false);
   at::globalContext().setAllowTF32CuDNN(false);
-  at::globalContext().setFloat32MatmulPrecision("highest");
 }
 
 inline config::TextConfig tiny_text_config() {

@@ -4,6 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "gpu/gpu_test_util.h"
 #include "model/llama4_model.h"
 #include "model/loss.h"
@@ -13,12 +19,12 @@
 namespace l4::train {
 namespace {
 
-struct Run {
+struct TrainRun {
   std::vector<double> losses;
   std::map<std::string, at::Tensor> first_grads;  // on the CPU
 };
 
-Run train(const config::TextConfig& config, at::Device device, int steps) {
+TrainRun train(const config::TextConfig& config, at::Device device, int steps) {
   model::Llama4ForCausalLM model(config);
   model->init_parameters(/*seed=*/9);
   model->set_router_loss({0.01, 0.001});
@@ -35,7 +41,7 @@ Run train(const config::TextConfig& config, at::Device device, int steps) {
   OptimizerSetup optimizer(params, resolve_param_settings(names, opt, config.num_hidden_layers), opt.eps);
   torch::manual_seed(21);
   const at::Tensor ids = torch::randint(0, config.vocab_size, {4, 12}, torch::kLong).to(device);
-  Run run;
+  TrainRun run;
   for (int step = 0; step < steps; ++step) {
     optimizer.zero_grad();
     const at::Tensor logits = model->forward(ids);
@@ -57,8 +63,8 @@ TEST(CudaTrainStep, GradientsAndAdamWStepsEqualTheCpu) {
   testing::use_ieee_fp32_on_gpu();
   const config::TextConfig config = testing::tiny_text_config();
   const int steps = 5;
-  const Run cpu = train(config, torch::kCPU, steps);
-  const Run gpu = train(config, torch::kCUDA, steps);
+  const TrainRun cpu = train(config, torch::kCPU, steps);
+  const TrainRun gpu = train(config, torch::kCUDA, steps);
 
   ASSERT_EQ(gpu.first_grads.size(), cpu.first_grads.size());
   double worst = 0.0;
