@@ -4,13 +4,13 @@
 # helpers are hidden behind empty directories and files, then scripts/gpu_check.sh configures against the
 # bundle with the CPU LibTorch (L4_GPU_CHECK_CPU=1), builds the tests that link each bundled library
 # without a GPU (yaml-cpp, fmt, GoogleTest, nlohmann-json: test_config; PCRE2 through pkgconf:
-# test_tokenizer; static HDF5 with szip/zlib: test_data_io) and runs them with only the bundle's run-time
-# libraries. Open MPI is configured here but exercised only on the GPU machine (test_gpu_nccl, llama4).
+# test_tokenizer; static HDF5 with szip/zlib: test_data_io; Open MPI, relocated, as an isolated singleton:
+# test_parallel) and runs them with only the bundle's run-time libraries.
 # Build dir: build-bundle-check/ (L4_BUNDLE_CHECK_DIR); more targets: L4_BUNDLE_CHECK_TARGETS.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${L4_BUNDLE_CHECK_DIR:-$ROOT/build-bundle-check}
-TARGETS=${L4_BUNDLE_CHECK_TARGETS:-test_config test_tokenizer test_data_io}
+TARGETS=${L4_BUNDLE_CHECK_TARGETS:-test_config test_tokenizer test_data_io test_parallel}
 if [[ ${1:-} != --inside ]]; then
   [[ $(id -u) == 0 ]] || { echo "needs root (a private mount namespace)" >&2; exit 1; }
   exec unshare -m "$0" --inside
@@ -34,6 +34,8 @@ L4_GPU_CHECK_CPU=1 L4_GPU_PYTHON=${L4_GPU_PYTHON:-$ROOT/.venv/bin/python} L4_GPU
   scripts/gpu_check.sh --configure-only
 L=$ROOT/.gpu_deps/root/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$BUILD/runtime-lib PKG_CONFIG_LIBDIR=$L/pkgconfig PKG_CONFIG_SYSROOT_DIR=$ROOT/.gpu_deps/root
+# As scripts/gpu_check.sh runs programs: Open MPI relocated into the bundle, a singleton without orted.
+export OPAL_PREFIX=$ROOT/.gpu_deps/root/usr OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_mca_base_component_show_load_errors=0
 # shellcheck disable=SC2086
 cmake --build "$BUILD" -j "${L4_JOBS:-1}" --target $TARGETS
 for t in $TARGETS; do

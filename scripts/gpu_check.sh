@@ -83,6 +83,13 @@ finish() {
     [[ -f $BUILD/bench_table.md ]] && { echo; cat "$BUILD/bench_table.md"; }
   } >"$MD.tmp"
   mv "$MD.tmp" "$MD"
+  # The phase logs travel back with the report (a GPU machine's build dir is gone after the run).
+  if [[ $REPORT != "$BUILD" ]]; then
+    for f in configure build tests peak bench_prepare bench_train; do
+      [[ -f $BUILD/$f.log ]] && tail -c 2000000 "$BUILD/$f.log" >"$REPORT/$f.log"
+    done
+    [[ -f $BUILD/bench_run/metrics.jsonl ]] && cp "$BUILD/bench_run/metrics.jsonl" "$REPORT/bench_metrics.jsonl"
+  fi
   echo
   cat "$MD"
   echo
@@ -308,7 +315,7 @@ if ((BENCH == 0 || TORCH_OK == 0)); then
   finish $FAILED
 fi
 begin peak "bf16 GEMM peak (8192^3 torch.matmul)"
-PEAK_TFLOPS=$(timeout "$(allow 60 100)" "$PY" - <<'PY' 2>"$BUILD/peak.err"
+PEAK_TFLOPS=$(timeout "$(allow 60 100)" "$PY" - <<'PY' 2>"$BUILD/peak.log"
 import time, torch
 n = 8192
 a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -330,8 +337,8 @@ PY
 if [[ -n $PEAK_TFLOPS ]]; then
   end ok "${PEAK_TFLOPS} TFLOPS"
 else
-  cat "$BUILD/peak.err"
-  end FAILED "see $BUILD/peak.err"
+  cat "$BUILD/peak.log"
+  end FAILED "see $BUILD/peak.log"
   PEAK_TFLOPS=0  # the trainer then measures its own peak
 fi
 
