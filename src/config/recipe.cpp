@@ -144,6 +144,7 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.non_negative(static_cast<double>(t.eval_every), "train.eval_every");
   c.non_negative(static_cast<double>(t.eval_batches), "train.eval_batches");
   c.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
+  c.one_of(t.device, {"cpu", "cuda"}, "train.device");
   c.one_of(t.on_nan, {"skip", "stop"}, "train.on_nan");
   c.require(t.stop_at_step >= 0 && (t.steps <= 0 || t.stop_at_step <= t.steps), "train.stop_at_step",
             fmt::format("must be in [0, train.steps={}], got {}", t.steps, t.stop_at_step));

@@ -154,6 +154,7 @@ struct TrainSection {
   int64_t eval_every = 0;    // 0: only at the end
   int64_t eval_batches = 0;  // 0: the whole eval split
   std::string precision = "fp32";  // fp32 | bf16 (autocast, fp32 master weights)
+  std::string device = "cpu";      // cpu | cuda (cuda: one process on GPU 0)
   std::string on_nan = "stop";     // skip | stop
   int64_t stop_at_step = 0;        // > 0: checkpoint and end after this step (schedule still uses steps)
   double aux_loss_coef = 0.0;      // switch-style router load-balancing loss
@@ -168,6 +169,7 @@ struct TrainSection {
     v("eval_every", eval_every);
     v("eval_batches", eval_batches);
     v("precision", precision);
+    v("device", device);
     v("on_nan", on_nan);
     v("stop_at_step", stop_at_step);
     v("aux_loss_coef", aux_loss_coef);

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 
 #include "checkpoint/training_checkpoint.h"
 #include "core/error.h"
+#include "core/launch_env.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "core/timer.h"
@@ -32,21 +34,37 @@ namespace {
 // bf16 compute for the forward pass; parameters and optimizer state stay in their own dtype (fp32).
 class AutocastScope {
  public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
+  AutocastScope(bool enabled, at::DeviceType device) : enabled_(enabled), device_(device) {
     if (!enabled_) return;
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (!enabled_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::set_autocast_enabled(device_, false);
   }
 
  private:
   bool enabled_;
+  at::DeviceType device_;
 };
+
+at::Device training_device(const config::Recipe& recipe) {
+  return recipe.train.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+}
+
+// The loader's tensors on the training device (the loader itself works on the CPU).
+data::Batch to_device(const data::Batch& batch, at::Device device) {
+  if (device.is_cpu()) return batch;
+  data::Batch out = batch;
+  for (at::Tensor* t : {&out.input_ids, &out.labels, &out.position_ids, &out.doc_ids, &out.pixel_tiles,
+                        &out.patch_positions}) {
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/false);
+  }
+  return out;
+}
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -88,6 +106,14 @@ class Trainer {
              t.global_batch, t.micro_batch, world_.size());
     torch::manual_seed(static_cast<uint64_t>(t.seed));
     setup_ = build_model(recipe_, grid_);
+    if (!device_.is_cpu()) {
+      // Module::to swaps each parameter's data in place: the handles in setup_.trainable / sync follow.
+      if (setup_.multimodal) {
+        setup_.multimodal->to(device_);
+      } else {
+        setup_.model->to(device_);
+      }
+    }
     const auto names = param_names();
     settings_ = resolve_param_settings(names, recipe_.optimizer, recipe_.arch.text_config.num_hidden_layers);
     if (options.print_param_groups) {
@@ -111,7 +137,8 @@ class Trainer {
       metrics_ = std::make_unique<MetricsLog>(recipe_.logging.run_dir, recipe_.logging.tensorboard);
       peak_flops_ = recipe_.logging.peak_tflops > 0
                         ? recipe_.logging.peak_tflops * 1e12
-                        : measure_gemm_peak_flops(t.precision == "bf16" ? "bfloat16" : "float32");
+                        : measure_gemm_peak_flops(t.precision == "bf16" ? "bfloat16" : "float32",
+                                                  device_.is_cpu() ? "cpu" : "cuda");
     }
     flops_per_token_ = training_flops_per_token(recipe_.arch, recipe_.data.seq_len);
     install_stop_signal_handlers();
@@ -130,9 +157,9 @@ class Trainer {
   int loop() {
     const config::TrainSection& t = recipe_.train;
     const int64_t last = t.stop_at_step > 0 ? t.stop_at_step : t.steps;
-    L4_LOG_INFO("training steps {}..{} of {} on {} rank(s), expert_parallel={}, global batch {} x {} tokens",
-                step_ + 1, last, t.steps, world_.size(), recipe_.parallel.expert_parallel, t.global_batch,
-                recipe_.data.seq_len);
+    L4_LOG_INFO("training steps {}..{} of {} on {} rank(s) ({}), expert_parallel={}, global batch {} x {} tokens",
+                step_ + 1, last, t.steps, world_.size(), device_.str(), recipe_.parallel.expert_parallel,
+                t.global_batch, recipe_.data.seq_len);
     Stopwatch run_clock;
     const double elapsed_before = elapsed_s_;
     while (step_ < last) {
@@ -209,10 +236,10 @@ class Trainer {
     double local_loss_sum = 0.0, local_aux = 0.0;
     setup_.model->train();
     for (size_t i = 0; i < micro_steps; ++i) {
-      const data::Batch& micro = batch.micro[i];
+      const data::Batch micro = to_device(batch.micro[i], device_);
       at::Tensor loss;
       {
-        AutocastScope autocast(recipe_.train.precision == "bf16");
+        AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
         const at::Tensor logits = setup_.forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         local_loss_sum += sums.sum.item<double>();
@@ -304,8 +331,9 @@ class Trainer {
     for (int64_t b = 0; recipe_.train.eval_batches == 0 || b < recipe_.train.eval_batches; ++b) {
       const data::StepBatch batch = eval_loader.next_step();
       if (batch.end_of_data) break;
-      for (const auto& micro : batch.micro) {
-        AutocastScope autocast(recipe_.train.precision == "bf16");
+      for (const auto& cpu_micro : batch.micro) {
+        const data::Batch micro = to_device(cpu_micro, device_);
+        AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
         const at::Tensor logits = setup_.forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         loss_sum += sums.sum.item<double>();
@@ -334,8 +362,8 @@ class Trainer {
                    most.item<int64_t>() - micro_batches);
     }
     for (int64_t i = micro_batches; i < most.item<int64_t>(); ++i) {
-      AutocastScope autocast(recipe_.train.precision == "bf16");
-      setup_.model->forward(at::full({1, recipe_.data.seq_len}, pad_id, at::kLong));
+      AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
+      setup_.model->forward(at::full({1, recipe_.data.seq_len}, pad_id, at::TensorOptions(at::kLong).device(device_)));
     }
   }
 
@@ -445,6 +473,7 @@ class Trainer {
 
   const config::Recipe& recipe_;
   parallel::Communicator& world_;
+  const at::Device device_ = training_device(recipe_);
   parallel::ProcessGrid grid_;
   ModelSetup setup_;
   std::vector<ParamSetting> settings_;
@@ -464,6 +493,21 @@ class Trainer {
 }  // namespace
 
 int run_training(const config::Recipe& recipe, const TrainerOptions& options) {
+  if (recipe.train.device == "cuda") {
+    // The MPI communicator moves CPU tensors only; gradients on the GPU would need the NCCL communicator
+    // wired into the trainer. One process needs no collectives: the self communicator is the identity.
+    L4_CHECK(detect_launch_env().world_size <= 1,
+             "{}: train.device=cuda trains on one process; this job has {} ranks (multi-GPU training is not "
+             "supported yet)",
+             recipe.source, detect_launch_env().world_size);
+    L4_CHECK(torch::cuda::is_available(),
+             "{}: train.device=cuda but no CUDA device is usable (a CPU-only LibTorch, or no GPU visible)",
+             recipe.source);
+    parallel::SelfCommunicator self;
+    int exit_code = 0;
+    parallel::run_or_abort(self, [&] { exit_code = Trainer(recipe, self).run(options); });
+    return exit_code;
+  }
   parallel::DistributedOptions distributed;
   distributed.collective_timeout_s = recipe.parallel.timeout_s;
   parallel::Communicator& world = parallel::init_distributed(distributed).world();
