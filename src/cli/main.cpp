@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/allocator_tuning.h"
 #include "core/error.h"
 #include "core/launch_env.h"
 #include "core/log.h"
@@ -27,6 +28,7 @@ void print_main_help() {
 }
 
 int run(int argc, char** argv) {
+  l4::keep_large_allocations_in_heap();
   const l4::LaunchEnv env = l4::detect_launch_env();
   l4::log::set_rank(env.rank, env.world_size);
   if (argc < 2) {

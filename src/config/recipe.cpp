@@ -159,6 +159,7 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.positive(static_cast<double>(r.logging.every), "logging.every");
   c.one_of(r.logging.level, {"debug", "info", "warn", "error"}, "logging.level");
   c.non_negative(r.logging.peak_tflops, "logging.peak_tflops");
+  c.non_negative(r.logging.profile_step, "logging.profile_step");
 }
 
 // Recipe plus the inline architecture, for printing a self-contained resolved config.

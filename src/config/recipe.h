@@ -197,6 +197,7 @@ struct LoggingSection {
   bool tensorboard = true;
   std::string level = "info";
   double peak_tflops = 0.0;  // per-rank peak for MFU; 0 measures it with a short GEMM probe at start
+  int64_t profile_step = 0;  // > 0: LibTorch profiler trace of this step, <run_dir>/profile_step_N_rankR.json
   template <class V>
   void visit(V& v) {
     v("run_dir", run_dir);
@@ -204,6 +205,7 @@ struct LoggingSection {
     v("tensorboard", tensorboard);
     v("level", level);
     v("peak_tflops", peak_tflops);
+    v("profile_step", profile_step);
   }
 };
 

@@ -3,31 +3,13 @@
 #include <limits>
 
 #include "core/error.h"
+#include "model/grouped_experts.h"
 
 namespace l4::model {
 
 at::Tensor run_experts(const at::Tensor& rows_sorted_by_expert, const std::vector<int64_t>& rows_per_expert,
                        const at::Tensor& gate_up_proj, const at::Tensor& down_proj) {
-  L4_ASSERT(static_cast<int64_t>(rows_per_expert.size()) == gate_up_proj.size(0),
-            "{} row counts for {} experts", rows_per_expert.size(), gate_up_proj.size(0));
-  int64_t total = 0;
-  for (int64_t n : rows_per_expert) total += n;
-  L4_ASSERT(total == rows_sorted_by_expert.size(0), "row counts sum to {}, not {}", total,
-            rows_sorted_by_expert.size(0));
-  // split/unbind rather than narrow/select per expert: their backward is one cat/stack instead of a
-  // zero-filled full-size gradient per expert.
-  const std::vector<at::Tensor> rows = rows_sorted_by_expert.split_with_sizes(rows_per_expert, 0);
-  const std::vector<at::Tensor> gate_up_weights = gate_up_proj.unbind(0);
-  const std::vector<at::Tensor> down_weights = down_proj.unbind(0);
-  std::vector<at::Tensor> outputs;
-  outputs.reserve(rows_per_expert.size());
-  for (size_t e = 0; e < rows_per_expert.size(); ++e) {
-    if (rows_per_expert[e] == 0) continue;
-    const auto gate_up = rows[e].matmul(gate_up_weights[e]).chunk(2, -1);  // gate columns, then up
-    outputs.push_back((gate_up[1] * at::silu(gate_up[0])).matmul(down_weights[e]));
-  }
-  if (outputs.empty()) return rows_sorted_by_expert.new_zeros({0, down_proj.size(2)});
-  return outputs.size() == 1 ? outputs[0] : torch::cat(outputs, 0);
+  return grouped_expert_mlp(rows_sorted_by_expert, rows_per_expert, gate_up_proj, down_proj);
 }
 
 namespace {

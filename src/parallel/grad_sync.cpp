@@ -178,10 +178,16 @@ double GradSync::grad_norm() {
   double replicated = 0.0;
   double expert = 0.0;
   at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
+  // One reduction pass per gradient (float accumulation with cascade summation), then the squares summed in
+  // double; converting every gradient to double first cost a full copy of all gradients per step.
+  std::vector<at::Tensor> grads[2];
   for (const SyncParam& p : s.params) {
-    if (!p.param.grad().defined()) continue;
-    const double sq = p.param.grad().to(at::kDouble).pow(2).sum().item<double>();
-    (p.kind == ParamKind::kExpert ? expert : replicated) += sq;
+    if (p.param.grad().defined()) grads[p.kind == ParamKind::kExpert].push_back(p.param.grad());
+  }
+  for (int kind = 0; kind < 2; ++kind) {
+    if (grads[kind].empty()) continue;
+    const at::Tensor norms = at::stack(at::_foreach_norm(grads[kind], 2)).to(at::kDouble).cpu();
+    (kind == 1 ? expert : replicated) += norms.square().sum().item<double>();
   }
   // Replicated gradients are identical on every rank: count them locally, once. Expert shards differ
   // within an EP group, which together holds every expert exactly once.

@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "checkpoint/training_checkpoint.h"
 #include "core/error.h"
@@ -171,6 +174,11 @@ class Trainer {
       }
       const data::LoaderState before = loader_->state();
       const data::StepBatch batch = loader_->next_step();
+      std::optional<torch::autograd::profiler::RecordProfile> profile;
+      if (step_ + 1 == recipe_.logging.profile_step) {
+        profile.emplace(fmt::format("{}/profile_step_{}_rank{}.json", recipe_.logging.run_dir, step_ + 1,
+                                    world_.rank()));
+      }
       Stopwatch step_clock;
       const double multiplier = lr_multiplier(recipe_.schedule, step_, t.steps);
       optimizer_->set_lr_multiplier(multiplier);
@@ -193,6 +201,7 @@ class Trainer {
       optimizer_->zero_grad();
       ++step_;
       const double step_time = step_clock.seconds();
+      profile.reset();  // writes the trace
       tokens_seen_ += result.tokens;
       elapsed_s_ = elapsed_before + run_clock.seconds();
       std::vector<std::pair<std::string, double>> values = {
