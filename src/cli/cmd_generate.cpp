@@ -21,6 +21,7 @@
 #include "parallel/process_grid.h"
 #include "tokenizer/tokenizer.h"
 #include "train/model_setup.h"
+#include "train/resume_source.h"
 
 namespace l4::cli {
 namespace {
@@ -65,22 +66,12 @@ GenerationModel from_recipe(const ParsedArgs& args, bool images) {
   parallel::SelfCommunicator self;
   const parallel::ProcessGrid grid(self, 1, recipe.arch.text_config.num_local_experts);
   train::ModelSetup setup = train::build_model(recipe, grid);
-  std::optional<checkpoint::Checkpoint> ckpt;
-  if (recipe.checkpoint.resume == "auto") {
-    if (!recipe.checkpoint.dir.empty()) ckpt = checkpoint::find_latest_valid(recipe.checkpoint.dir);
-  } else if (recipe.checkpoint.resume != "none") {
-    ckpt = checkpoint::open_checkpoint(recipe.checkpoint.resume);
-  }
-  if (ckpt) {
-    torch::NoGradGuard no_grad;
-    for (const auto& p : setup.trainable) {
-      const at::Tensor value = ckpt->read(p.name);
-      L4_CHECK(value.sizes() == p.param.sizes(), "{}: '{}' has shape {} in the checkpoint, {} in the model",
-               ckpt->path, p.name, c10::str(value.sizes()), c10::str(p.param.sizes()));
-      p.param.copy_(value);
-    }
-    L4_LOG_INFO("generate: {} trained tensors from {} (step {})", setup.trainable.size(), ckpt->path,
-                ckpt->step);
+  const std::string path = train::resume_path(recipe.checkpoint);
+  if (!path.empty()) {
+    const checkpoint::Checkpoint ckpt = train::open_checkpoint_for(path, recipe.arch);
+    train::load_trainable(ckpt, setup);
+    L4_LOG_INFO("generate: {} trained tensors from {} (step {})", setup.trainable.size(), ckpt.path,
+                ckpt.step);
   } else {
     L4_LOG_INFO("generate: initial weights of {} (no checkpoint)", recipe.source);
   }
