@@ -70,9 +70,7 @@ data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer& tok, const con
   const int64_t patches = vision::patches_per_tile(vision);
   const std::string tok_path = tok.path();
   return [ids, preprocess, patches, tok_path](const std::string& path) {
-    L4_CHECK(ids.image_start >= 0 && ids.image_end >= 0 && ids.image >= 0 && ids.patch >= 0 &&
-                 ids.tile_x_separator >= 0 && ids.tile_y_separator >= 0,
-             "{}: the tokenizer lacks the Llama 4 image tokens", tok_path);
+    L4_CHECK(ids.complete(), "{}: the tokenizer lacks the Llama 4 image tokens", tok_path);
     const vision::ImageTiles tiles = vision::tile_image(vision::load_image(path), preprocess);
     data::EncodedImage out;
     out.grid_rows = static_cast<uint64_t>(tiles.grid.rows);

@@ -17,8 +17,7 @@ ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::strin
     return id ? int64_t{*id} : int64_t{-1};
   });
   if (!image_paths.empty()) {
-    L4_CHECK(token_ids.image_start >= 0 && token_ids.image_end >= 0 && token_ids.image >= 0 &&
-                 token_ids.patch >= 0 && token_ids.tile_x_separator >= 0 && token_ids.tile_y_separator >= 0,
+    L4_CHECK(token_ids.complete(),
              "{}: the tokenizer lacks the Llama 4 image tokens (<|image|>, <|patch|>, ...)", tok.path());
   }
   tokenizer::ChatMessage message;

@@ -26,6 +26,11 @@ struct ImageTokenIds {
 
   // Looks the six tokens up by name, e.g. with [&](auto& s) { return tokenizer.special_id(s); }.
   static ImageTokenIds from_lookup(const std::function<int64_t(const std::string&)>& special_id);
+  // Whether the tokenizer had all six (images need every one of them).
+  bool complete() const {
+    return image_start >= 0 && image_end >= 0 && image >= 0 && patch >= 0 && tile_x_separator >= 0 &&
+           tile_y_separator >= 0;
+  }
 };
 
 // Vision features per tile: (image_size / patch_size)^2 * pixel_shuffle_ratio^2 (HF's integer formula).
