@@ -125,6 +125,11 @@ at::Tensor prompt_tensor(const std::vector<int64_t>& ids, const at::Device& devi
   return torch::tensor(ids, torch::kLong).unsqueeze(0).to(device);
 }
 
+// An undefined pixel_values is a text-only prompt.
+std::optional<at::Tensor> optional_pixels(const at::Tensor& pixel_values) {
+  return pixel_values.defined() ? std::optional<at::Tensor>(pixel_values) : std::nullopt;
+}
+
 }  // namespace
 
 std::vector<int64_t> generate(model::Llama4ForCausalLMImpl& model, const std::vector<int64_t>& prompt_ids,
@@ -144,43 +149,45 @@ std::vector<int64_t> generate(model::Llama4ForConditionalGenerationImpl& model,
   auto& text = *model.language_model;
   const auto device = text.lm_head->weight.device();
   KvDecoder decoder(text);
-  const std::optional<at::Tensor> pixels =
-      pixel_values.defined() ? std::optional<at::Tensor>(pixel_values) : std::nullopt;
-  const at::Tensor embeds = model.fused_embeddings(prompt_tensor(prompt_ids, device), pixels);
+  const at::Tensor embeds =
+      model.fused_embeddings(prompt_tensor(prompt_ids, device), optional_pixels(pixel_values));
   return decode(decoder, decoder.step_embeds(embeds), device, options);
 }
 
-std::vector<int64_t> generate_greedy_uncached(model::Llama4ForCausalLMImpl& model,
-                                              const std::vector<int64_t>& prompt_ids, int64_t max_tokens,
-                                              const std::vector<int64_t>& stop_ids) {
+namespace {
+
+// Greedy continuation re-running `logits_of` (a full forward of ids [1, T]) on the whole sequence per token.
+template <class LogitsOf>
+std::vector<int64_t> greedy_uncached(const std::vector<int64_t>& prompt_ids, int64_t max_tokens,
+                                     const std::vector<int64_t>& stop_ids, LogitsOf logits_of) {
   torch::NoGradGuard no_grad;
   std::vector<int64_t> ids = prompt_ids, out;
   for (int64_t i = 0; i < max_tokens; ++i) {
-    const at::Tensor logits = model.forward(torch::tensor(ids, torch::kLong).unsqueeze(0));
+    const at::Tensor logits = logits_of(torch::tensor(ids, torch::kLong).unsqueeze(0));
     const int64_t next = logits[0][-1].argmax().item<int64_t>();
     if (is_stop(next, stop_ids)) break;
     out.push_back(next);
     ids.push_back(next);
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<int64_t> generate_greedy_uncached(model::Llama4ForCausalLMImpl& model,
+                                              const std::vector<int64_t>& prompt_ids, int64_t max_tokens,
+                                              const std::vector<int64_t>& stop_ids) {
+  return greedy_uncached(prompt_ids, max_tokens, stop_ids,
+                         [&](const at::Tensor& ids) { return model.forward(ids); });
 }
 
 std::vector<int64_t> generate_greedy_uncached(model::Llama4ForConditionalGenerationImpl& model,
                                               const std::vector<int64_t>& prompt_ids,
                                               const at::Tensor& pixel_values, int64_t max_tokens,
                                               const std::vector<int64_t>& stop_ids) {
-  torch::NoGradGuard no_grad;
-  const std::optional<at::Tensor> pixels =
-      pixel_values.defined() ? std::optional<at::Tensor>(pixel_values) : std::nullopt;
-  std::vector<int64_t> ids = prompt_ids, out;
-  for (int64_t i = 0; i < max_tokens; ++i) {
-    const at::Tensor logits = model.forward(torch::tensor(ids, torch::kLong).unsqueeze(0), pixels);
-    const int64_t next = logits[0][-1].argmax().item<int64_t>();
-    if (is_stop(next, stop_ids)) break;
-    out.push_back(next);
-    ids.push_back(next);
-  }
-  return out;
+  const std::optional<at::Tensor> pixels = optional_pixels(pixel_values);
+  return greedy_uncached(prompt_ids, max_tokens, stop_ids,
+                         [&](const at::Tensor& ids) { return model.forward(ids, pixels); });
 }
 
 }  // namespace l4::lora

@@ -113,7 +113,8 @@ at::Tensor LoraExpertsImpl::run(const at::Tensor& rows_sorted_by_expert,
   const auto unbind = [](const at::Tensor& t) {
     return t.defined() ? t.unbind(0) : std::vector<at::Tensor>{};
   };
-  // Same structure as model::run_experts (split/unbind keep the backward one cat/stack).
+  // Per-expert slices through autograd (split/unbind keep the backward one cat/stack), each expert's matmuls
+  // with its low-rank terms.
   const std::vector<at::Tensor> rows = rows_sorted_by_expert.split_with_sizes(rows_per_expert, 0);
   const std::vector<at::Tensor> gate_up_w = gate_up_proj.unbind(0), down_w = down_proj.unbind(0);
   const auto gu_a = unbind(gate_up_proj_A), gu_b = unbind(gate_up_proj_B);
