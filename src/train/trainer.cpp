@@ -28,6 +28,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics_log.h"
 #include "train/model_setup.h"
+#include "train/resume_source.h"
 #include "train/rng_state.h"
 #include "train/signals.h"
 
@@ -75,16 +76,6 @@ std::string format_duration(double seconds) {
   if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
   if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
   return fmt::format("{}s", s);
-}
-
-// The first line where two architecture dumps differ, for "incompatible checkpoint" errors.
-std::string first_difference(const std::string& saved, const std::string& current) {
-  const auto a = split(saved, '\n'), b = split(current, '\n');
-  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    const std::string x = i < a.size() ? a[i] : "(nothing)", y = i < b.size() ? b[i] : "(nothing)";
-    if (x != y) return fmt::format("checkpoint has '{}', recipe has '{}'", x, y);
-  }
-  return "";
 }
 
 struct StepResult {
@@ -430,42 +421,22 @@ class Trainer {
   }
 
   void resume() {
-    const std::string& mode = recipe_.checkpoint.resume;
-    if (mode == "none") return;
-    std::string path;
-    if (world_.rank() == 0) {
-      if (mode == "auto") {
-        if (!recipe_.checkpoint.dir.empty()) {
-          if (auto latest = checkpoint::find_latest_valid(recipe_.checkpoint.dir)) path = latest->path;
-        }
-      } else {
-        path = mode;
-      }
-    }
-    path = broadcast_string(world_, path);  // every rank resumes from the same checkpoint
+    // Every rank resumes from the checkpoint rank 0 picks.
+    std::string path = world_.rank() == 0 ? resume_path(recipe_.checkpoint) : "";
+    path = broadcast_string(world_, path);
     if (path.empty()) return;
-    const checkpoint::Checkpoint ckpt = checkpoint::open_checkpoint(path);
-    const std::string saved_arch = ckpt.manifest.at("layout").value("arch", "");
-    const std::string difference = first_difference(saved_arch, config::model_arch_to_yaml(recipe_.arch));
-    L4_CHECK(difference.empty(), "{}: checkpoint is for another architecture: {}", path, difference);
-    torch::NoGradGuard no_grad;
+    const checkpoint::Checkpoint ckpt = open_checkpoint_for(path, recipe_.arch);
+    load_trainable(ckpt, setup_);
     const nlohmann::json& saved = ckpt.manifest.at("tensors");
     for (const auto& p : setup_.trainable) {
-      const bool expert = ModelSetup::is_expert_param(p.name) && p.param.dim() > 0;
-      const int64_t begin = expert ? setup_.expert_begin : 0;
-      const int64_t end = expert ? setup_.expert_begin + p.param.size(0) : -1;
-      at::Tensor value = ckpt.read(p.name, begin, end);
-      L4_CHECK(value.sizes() == p.param.sizes(), "{}: '{}' has shape {} in the checkpoint, {} in the model", path,
-               p.name, c10::str(value.sizes()), c10::str(p.param.sizes()));
-      p.param.copy_(value);
       const std::string avg = "optimizer.exp_avg." + p.name;
-      if (saved.contains(avg)) {
-        OptimizerSetup::ParamState state;
-        state.exp_avg = ckpt.read(avg, begin, end);
-        state.exp_avg_sq = ckpt.read("optimizer.exp_avg_sq." + p.name, begin, end);
-        state.step = ckpt.read("optimizer.step." + p.name).item<int64_t>();
-        optimizer_->set_state(p.name, state);
-      }
+      if (!saved.contains(avg)) continue;
+      const auto [begin, end] = checkpoint_rows(setup_, p);
+      OptimizerSetup::ParamState state;
+      state.exp_avg = ckpt.read(avg, begin, end);
+      state.exp_avg_sq = ckpt.read("optimizer.exp_avg_sq." + p.name, begin, end);
+      state.step = ckpt.read("optimizer.step." + p.name).item<int64_t>();
+      optimizer_->set_state(p.name, state);
     }
     const auto& ranks = ckpt.trainer_state.at("ranks");
     const size_t mine = ranks.size() == static_cast<size_t>(world_.size()) ? world_.rank() : 0;
@@ -505,10 +476,11 @@ int run_training(const config::Recipe& recipe, const TrainerOptions& options) {
   if (recipe.train.device == "cuda") {
     // The MPI communicator moves CPU tensors only; gradients on the GPU would need the NCCL communicator
     // wired into the trainer. One process needs no collectives: the self communicator is the identity.
-    L4_CHECK(detect_launch_env().world_size <= 1,
+    const int world_size = detect_launch_env().world_size;
+    L4_CHECK(world_size <= 1,
              "{}: train.device=cuda trains on one process; this job has {} ranks (multi-GPU training is not "
              "supported yet)",
-             recipe.source, detect_launch_env().world_size);
+             recipe.source, world_size);
     L4_CHECK(torch::cuda::is_available(),
              "{}: train.device=cuda but no CUDA device is usable (a CPU-only LibTorch, or no GPU visible)",
              recipe.source);
