@@ -106,6 +106,16 @@ TEST_F(RecipeTest, EnumValuesSuggestTheClosestChoice) {
                    "'cosine'?)");
 }
 
+// The training device and the profiler step are validated like every other key.
+TEST_F(RecipeTest, DeviceAndProfileStepAreValidated) {
+  const std::string path = write_recipe("train:\n  device: cude\nlogging:\n  profile_step: -2\n");
+  const std::string error = load_error(path);
+  EXPECT_NE(error.find(path + ":10: train.device: expected one of cpu, cuda, got 'cude' (did you mean 'cuda'?)"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find(path + ":12: logging.profile_step: must be >= 0, got -2"), std::string::npos) << error;
+}
+
 TEST_F(RecipeTest, AllProblemsOfAFileAreReportedAtOnce) {
   const std::string path = write_recipe(
       "optimzer: {}\n"
