@@ -36,7 +36,8 @@ echo "$after"
 echo "== 6/7 export the PEFT adapter and the merged model"
 CKPT=$OUT/ckpt/$(cat "$OUT/ckpt/latest")
 "$BIN" export --checkpoint "$CKPT" --output "$OUT/adapter" --peft
-"$BIN" merge-lora --model data/models/tiny-base --adapter "$OUT/adapter" --output "$OUT/merged"
+# A full multimodal HF directory: LoRA merged into the text weights, the tower and the trained projector.
+"$BIN" export --checkpoint "$CKPT" --output "$OUT/merged"
 
 echo "== 7/7 answer held-out questions"
 PROMPTS=(
@@ -48,16 +49,16 @@ for prompt in "${PROMPTS[@]}"; do
     "$("$BIN" generate --model data/models/tiny-base --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)" \
     "$("$BIN" generate --model "$OUT/merged" --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)"
 done
-# A held-out question about a picture (data/domain/eval.jsonl). The HF directories above are text-only (the
-# base has no vision tower), so the models come from the recipe as eval sees them: the seeded, frozen
-# tower and the projector, before training (checkpoint.resume=none) and from the last checkpoint.
+# A held-out question about a picture (data/domain/eval.jsonl). The tuned answer comes from the exported
+# multimodal directory; the base has no HF directory with a tower (tiny-base is text-only), so its answer
+# comes from the recipe as training starts it: the seeded, frozen tower and projector (checkpoint.resume=none).
 IMAGE=data/domain/images/img_0589.png IMAGE_Q="What colour is the circle?" IMAGE_WANT=orange
 image_answer() {  # the log goes to $OUT/generate_image.log
-  "$BIN" generate --config "$RECIPE" "${RUN[@]}" "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 \
-    2>>"$OUT/generate_image.log" | tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
+  "$BIN" generate "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 2>>"$OUT/generate_image.log" |
+    tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
 }
-img0=$(image_answer checkpoint.resume=none)
-img1=$(image_answer)
+img0=$(image_answer --config "$RECIPE" "${RUN[@]}" checkpoint.resume=none)
+img1=$(image_answer --model "$OUT/merged")
 printf '  Q: [%s] %s (expected: %s)\n  A (base):  %s\n  A (tuned): %s\n' "$IMAGE" "$IMAGE_Q" "$IMAGE_WANT" \
   "$img0" "$img1"
 

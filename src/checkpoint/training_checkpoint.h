@@ -1,4 +1,4 @@
-// Sharded training checkpoints (design section 6):
+// Sharded training checkpoints, composed of the components of checkpoint/state.h:
 //   <dir>/step_NNNNNNN/manifest.json      step, world layout, config snapshot, tensor index
 //   <dir>/step_NNNNNNN/rank_RRRRR.h5      each rank's pieces (model shard, optimizer state)
 //   <dir>/step_NNNNNNN/trainer_state.json RNG state of every rank, loader position, scheduler
@@ -33,8 +33,9 @@ struct SaveCollective {
   int rank = 0;
   int world_size = 1;
   // Gathers one string from every rank on rank 0 (other ranks get an empty vector).
-  std::function<std::vector<std::string>(const std::string&)> gather_to_root =
-      [](const std::string& s) { return std::vector<std::string>{s}; };
+  std::function<std::vector<std::string>(const std::string&)> gather_to_root = [](const std::string& s) {
+    return std::vector<std::string>{s};
+  };
   std::function<void()> barrier = [] {};
 };
 

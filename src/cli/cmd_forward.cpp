@@ -1,14 +1,19 @@
 // llama4 forward: logits for input_ids (and pixel_values) from a safetensors file, for parity checks by any
-// tool. IN: input_ids int64 [B, T], optional position_ids / doc_ids int64 [B, T] (packed rows), optional
-// pixel_values float [N tiles, 3, S, S] (normalised, as HF's processor gives them; multimodal model
-// directories only). OUT: logits float32 [B, T, V].
+// tool, of an HF model directory (--model) or of a recipe's run (--config, the trained tensors of the
+// checkpoint it would resume from, as generate --config sees them). IN: input_ids int64 [B, T], optional
+// position_ids / doc_ids int64 [B, T] (packed rows), optional pixel_values float [N tiles, 3, S, S]
+// (normalised, as HF's processor gives them; multimodal models only). OUT: logits float32 [B, T, V].
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "checkpoint/safetensors.h"
 #include "cli/commands.h"
+#include "config/model_arch.h"
+#include "config/recipe.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "config/model_arch.h"
-#include "model/llama4_multimodal.h"
-#include "model/pretrained.h"
+#include "restore/restore.h"
 
 namespace l4::cli {
 namespace {
@@ -25,13 +30,13 @@ std::optional<at::Tensor> load_optional_ids(const checkpoint::SafetensorsFile& f
   if (!file.contains(name)) return std::nullopt;
   const at::Tensor t = load_ids(file, name);
   L4_CHECK(t.sizes() == input_ids.sizes(), "{}: tensor '{}' has shape {}, input_ids has {}", file.path(),
-           name,
-           c10::str(t.sizes()), c10::str(input_ids.sizes()));
+           name, c10::str(t.sizes()), c10::str(input_ids.sizes()));
   return t;
 }
 
 int run_forward(const ParsedArgs& args) {
-  const std::string model_dir = args.require("model", "forward");
+  L4_CHECK(args.has("model") != args.has("config"), "forward: give either --model DIR or --config RECIPE");
+  L4_CHECK(args.has("config") || !args.has("checkpoint"), "forward: --checkpoint goes with --config");
   const std::string input_path = args.require("input", "forward");
   const std::string output_path = args.require("output", "forward");
   const std::string device_name = args.get("device", "cpu");
@@ -55,30 +60,34 @@ int run_forward(const ParsedArgs& args) {
              c10::toString(pixel_values->scalar_type()), c10::str(pixel_values->sizes()));
   }
 
-  model::ModelOptions options;
-  options.device = device;
-  torch::NoGradGuard no_grad;
-  auto to_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
-    return t ? std::optional<at::Tensor>(t->to(device)) : std::nullopt;
-  };
-  at::Tensor logits;
+  std::optional<config::Recipe> recipe;
+  if (args.has("config")) {
+    std::vector<std::string> overrides;
+    if (args.has("checkpoint")) overrides.push_back("checkpoint.resume=" + args.get("checkpoint"));
+    recipe = config::load_recipe(args.get("config"), overrides);
+  }
+  const std::string source = recipe ? recipe->source : args.get("model");
   if (pixel_values) {
-    L4_CHECK(config::load_model_arch(model_dir).vision_config.has_value(),
-             "{}: has pixel_values but {} is a text-only model (no vision_config)", input_path, model_dir);
-    model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(model_dir, options);
-    loaded.model->eval();
-    const int64_t size = loaded.arch.vision_config->image_size;
+    const config::ModelArch arch = recipe ? recipe->arch : config::load_model_arch(source);
+    L4_CHECK(arch.vision_config.has_value(),
+             "{}: has pixel_values but {} is a text-only model (no vision_config)", input_path, source);
+    const int64_t size = arch.vision_config->image_size;
     L4_CHECK(pixel_values->size(2) == size && pixel_values->size(3) == size,
              "{}: pixel_values {} do not match the model's image_size {}", input_path,
              c10::str(pixel_values->sizes()), size);
-    logits = loaded.model->forward(input_ids.to(device), to_device(pixel_values), to_device(position_ids),
-                                   to_device(doc_ids));
-  } else {
-    // Text only (also for multimodal directories: the vision tower is not needed).
-    model::PretrainedText loaded = model::load_pretrained_text(model_dir, options);
-    loaded.model->eval();
-    logits = loaded.model->forward(input_ids.to(device), to_device(position_ids), to_device(doc_ids));
   }
+  restore::RestoredModel loaded =
+      recipe ? restore::from_recipe(*recipe, restore::resume_path(recipe->checkpoint))
+             : restore::from_hf_dir(source, "", device, pixel_values.has_value());
+  loaded.model->to(device);
+  loaded.model->eval();
+  torch::NoGradGuard no_grad;
+  model::ModelInput in;
+  in.input_ids = input_ids.to(device);
+  if (pixel_values) in.pixel_values = pixel_values->to(device);
+  if (position_ids) in.position_ids = position_ids->to(device);
+  if (doc_ids) in.doc_ids = doc_ids->to(device);
+  const at::Tensor logits = loaded.model->forward(in);
   checkpoint::save_safetensors(output_path, {{"logits", logits.to(at::kFloat).to(at::kCPU).contiguous()}});
   L4_LOG_INFO("wrote logits {} to {}", c10::str(logits.sizes()), output_path);
   return 0;
@@ -87,17 +96,24 @@ int run_forward(const ParsedArgs& args) {
 }  // namespace
 
 Command make_forward_command() {
-  return {{"forward",
-           "logits for input_ids (and pixel_values) from a safetensors file",
-           "--model DIR --input IN.safetensors --output OUT.safetensors [--device cpu|cuda]",
-           {{"model", "DIR", "HF model directory (config.json + safetensors, text-only or multimodal)"},
-            {"input", "FILE",
-             "safetensors: input_ids int64 [B,T] (optional position_ids, doc_ids; pixel_values float [N,3,S,S] "
-             "for multimodal models)"},
-            {"output", "FILE", "safetensors to write logits float32 [B,T,V]"},
-            {"device", "NAME", "cpu (default) or cuda"}},
-           /*accepts_overrides=*/false},
-          run_forward};
+  return {
+      {"forward",
+       "logits for input_ids (and pixel_values) from a safetensors file",
+       "(--model DIR | --config RECIPE.yaml [--checkpoint DIR]) --input IN.safetensors --output "
+       "OUT.safetensors "
+       "[--device cpu|cuda]",
+       {{"model", "DIR", "HF model directory (config.json + safetensors, text-only or multimodal)"},
+        {"config", "FILE",
+         "recipe YAML instead of --model: its model with the trained tensors of the checkpoint "
+         "it would resume from"},
+        {"checkpoint", "DIR", "with --config: step_N checkpoint to use (default: checkpoint.resume)"},
+        {"input", "FILE",
+         "safetensors: input_ids int64 [B,T] (optional position_ids, doc_ids; pixel_values float [N,3,S,S] "
+         "for multimodal models)"},
+        {"output", "FILE", "safetensors to write logits float32 [B,T,V]"},
+        {"device", "NAME", "cpu (default) or cuda"}},
+       /*accepts_overrides=*/false},
+      run_forward};
 }
 
 }  // namespace l4::cli

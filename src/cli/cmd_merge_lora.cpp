@@ -1,7 +1,7 @@
 // llama4 merge-lora: fold a PEFT LoRA adapter into its base model and write an HF model directory.
 #include "cli/commands.h"
-#include "lora/peft_adapter.h"
-#include "model/pretrained.h"
+#include "restore/export.h"
+#include "restore/restore.h"
 
 namespace l4::cli {
 namespace {
@@ -10,9 +10,8 @@ int run_merge_lora(const ParsedArgs& args) {
   const std::string model_dir = args.require("model", "merge-lora");
   const std::string adapter = args.require("adapter", "merge-lora");
   const std::string output = args.require("output", "merge-lora");
-  model::PretrainedText loaded = model::load_pretrained_text(model_dir);
-  lora::load_peft_adapter(*loaded.model, adapter);
-  lora::write_merged_model(*loaded.model, model_dir, output);
+  restore::RestoredModel restored = restore::from_hf_dir(model_dir, adapter);
+  restore::write_merged_model(restored, output);
   return 0;
 }
 
@@ -22,7 +21,8 @@ Command make_merge_lora_command() {
   return {{"merge-lora",
            "merge a LoRA adapter into the base weights",
            "--model DIR --adapter DIR --output DIR",
-           {{"model", "DIR", "HF model directory"}, {"adapter", "DIR", "PEFT adapter directory"},
+           {{"model", "DIR", "HF model directory"},
+            {"adapter", "DIR", "PEFT adapter directory"},
             {"output", "DIR", "merged HF model directory (config.json, safetensors, tokenizer files)"}},
            /*accepts_overrides=*/false},
           run_merge_lora};

@@ -15,7 +15,8 @@ int run_train(const ParsedArgs& args) {
     std::fputs(config::recipe_to_yaml(recipe).c_str(), stdout);
     return 0;
   }
-  if (!args.has("log-level")) log::set_level(log::parse_level(recipe.logging.level));  // the flag wins
+  if (!args.has("log-level"))
+    log::set_level(log::parse_level(config::name_of(recipe.logging.level)));  // the flag wins
   train::TrainerOptions options;
   options.print_param_groups = args.has("print-param-groups");
   return train::run_training(recipe, options);
@@ -29,7 +30,8 @@ Command make_train_command() {
            "--config RECIPE.yaml [key.path=value ...]",
            {{"config", "FILE", "recipe YAML"},
             {"print-config", "", "print the fully resolved config (defaults included) and exit"},
-            {"print-param-groups", "", "print every parameter's optimizer group, lr and weight decay, then exit"}},
+            {"print-param-groups", "",
+             "print every parameter's optimizer group, lr and weight decay, then exit"}},
            /*accepts_overrides=*/true},
           run_train};
 }

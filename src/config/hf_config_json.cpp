@@ -39,6 +39,9 @@ class JsonWriter final : public FieldVisitor {
   void field(const char* key, std::vector<int64_t>& v) override { top()[key] = v; }
   void field(const char* key, std::vector<double>& v) override { top()[key] = v; }
   void field(const char* key, std::vector<std::string>& v) override { top()[key] = v; }
+  void choice(const char* key, size_t& index, const std::vector<std::string>& names) override {
+    top()[key] = names.at(index);
+  }
   void skip(const char*) override {}
   bool enter(const char* key) override {
     top()[key] = nlohmann::ordered_json::object();

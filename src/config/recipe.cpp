@@ -22,7 +22,8 @@ class Checker {
   void one_of(const std::string& value, const std::vector<std::string>& allowed, const std::string& key) {
     if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
     require(false, key,
-            fmt::format("expected one of {}, got '{}'{}", join(allowed, ", "), value, did_you_mean(value, allowed)));
+            fmt::format("expected one of {}, got '{}'{}", join(allowed, ", "), value,
+                        did_you_mean(value, allowed)));
   }
   void positive(double value, const std::string& key) {
     require(value > 0, key, fmt::format("must be > 0, got {}", value));
@@ -42,6 +43,17 @@ class Checker {
   ConfigErrors& errors_;
 };
 
+// The image token ids of an inline multimodal architecture (model.image_token_index, ...).
+struct InlineImageTokens {
+  ModelArch* arch;
+  template <class V>
+  void visit(V& v) {
+    v("boi_token_index", arch->boi_token_index);
+    v("eoi_token_index", arch->eoi_token_index);
+    v("image_token_index", arch->image_token_index);
+  }
+};
+
 // Loads the architecture named by the model section into recipe.arch; problems go to `errors`.
 void resolve_arch(Recipe& recipe, const YamlDocument& doc, ConfigErrors& errors) {
   const ModelSection& m = recipe.model;
@@ -52,6 +64,8 @@ void resolve_arch(Recipe& recipe, const YamlDocument& doc, ConfigErrors& errors)
       arch.vision_config.emplace();
       doc.subdocument("model.vision_config").read(*arch.vision_config, errors, Strictness::kStrict);
     }
+    InlineImageTokens tokens{&arch};
+    doc.subdocument("model").read(tokens, errors, Strictness::kLenient);
     arch.source = doc.origin();
     arch.text_config.resolve();
     validate_model_arch(arch, doc, "model.text_config", "model.vision_config", errors);
@@ -79,7 +93,6 @@ void resolve_arch(Recipe& recipe, const YamlDocument& doc, ConfigErrors& errors)
 
 void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& errors) {
   Checker c(doc, errors);
-  c.one_of(r.model.dtype, {"float32", "bfloat16"}, "model.dtype");
   c.require(!(!r.model.config.empty() && !r.model.hf_dir.empty()), "model.hf_dir",
             "give either model.config or model.hf_dir, not both (use model.init for weights with a config)");
   if (!r.model.hf_dir.empty() && !r.model.init.empty()) {
@@ -107,7 +120,6 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.positive(r.lora.alpha, "lora.alpha");
   c.require(r.lora.dropout >= 0 && r.lora.dropout < 1, "lora.dropout",
             fmt::format("must be in [0, 1), got {}", r.lora.dropout));
-  c.one_of(r.lora.base_dtype, {"float32", "bfloat16"}, "lora.base_dtype");
   c.require(r.lora.rank == 0 || !r.lora.targets.empty(), "lora.targets", "must name at least one module");
 
   c.positive(r.optimizer.lr, "optimizer.lr");
@@ -127,7 +139,6 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
     c.betas(g.betas, key + ".betas", true);
   }
 
-  c.one_of(r.schedule.decay, {"constant", "cosine", "linear"}, "schedule.decay");
   c.non_negative(static_cast<double>(r.schedule.warmup_steps), "schedule.warmup_steps");
   c.require(r.schedule.min_lr_ratio >= 0 && r.schedule.min_lr_ratio <= 1, "schedule.min_lr_ratio",
             fmt::format("must be in [0, 1], got {}", r.schedule.min_lr_ratio));
@@ -137,15 +148,13 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.positive(static_cast<double>(t.global_batch), "train.global_batch");
   c.positive(static_cast<double>(t.micro_batch), "train.micro_batch");
   if (t.global_batch > 0 && t.micro_batch > 0) {
-    c.require(t.global_batch % t.micro_batch == 0, "train.global_batch",
-              fmt::format("must be a multiple of train.micro_batch={}, got {}", t.micro_batch, t.global_batch));
+    c.require(
+        t.global_batch % t.micro_batch == 0, "train.global_batch",
+        fmt::format("must be a multiple of train.micro_batch={}, got {}", t.micro_batch, t.global_batch));
   }
   c.non_negative(t.grad_clip, "train.grad_clip");
   c.non_negative(static_cast<double>(t.eval_every), "train.eval_every");
   c.non_negative(static_cast<double>(t.eval_batches), "train.eval_batches");
-  c.one_of(t.precision, {"fp32", "bf16"}, "train.precision");
-  c.one_of(t.device, {"cpu", "cuda"}, "train.device");
-  c.one_of(t.on_nan, {"skip", "stop"}, "train.on_nan");
   c.require(t.stop_at_step >= 0 && (t.steps <= 0 || t.stop_at_step <= t.steps), "train.stop_at_step",
             fmt::format("must be in [0, train.steps={}], got {}", t.steps, t.stop_at_step));
   c.non_negative(t.aux_loss_coef, "train.aux_loss_coef");
@@ -157,7 +166,6 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.require(!r.checkpoint.resume.empty(), "checkpoint.resume", "expected auto, none or a checkpoint path");
 
   c.positive(static_cast<double>(r.logging.every), "logging.every");
-  c.one_of(r.logging.level, {"debug", "info", "warn", "error"}, "logging.level");
   c.non_negative(r.logging.peak_tflops, "logging.peak_tflops");
   c.non_negative(r.logging.profile_step, "logging.profile_step");
 }
@@ -172,7 +180,10 @@ struct ResolvedRecipe {
       void visit(V& inner) {
         r->model.visit(inner);
         inner.section("text_config", r->arch.text_config);
-        if (r->arch.vision_config) inner.section("vision_config", *r->arch.vision_config);
+        if (r->arch.vision_config) {
+          inner.section("vision_config", *r->arch.vision_config);
+          InlineImageTokens{&r->arch}.visit(inner);
+        }
       }
     } model{recipe};
     v.section("model", model);
@@ -190,17 +201,29 @@ struct ResolvedRecipe {
 
 }  // namespace
 
-Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
-  YamlDocument doc = YamlDocument::load_file(path);
+namespace {
+
+Recipe read_recipe(YamlDocument doc, const std::string& origin, const std::vector<std::string>& overrides) {
   for (const auto& assignment : overrides) doc.apply_override(assignment);
   Recipe recipe;
-  recipe.source = path;
+  recipe.source = origin;
   ConfigErrors errors;
   doc.read(recipe, errors, Strictness::kStrict);
   resolve_arch(recipe, doc, errors);
   validate_recipe(recipe, doc, errors);
   errors.throw_if_any();
   return recipe;
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  return read_recipe(YamlDocument::load_file(path), path, overrides);
+}
+
+Recipe parse_recipe(const std::string& yaml, const std::string& origin,
+                    const std::vector<std::string>& overrides) {
+  return read_recipe(YamlDocument::parse(yaml, origin), origin, overrides);
 }
 
 std::string recipe_to_yaml(const Recipe& recipe) {

@@ -8,15 +8,16 @@
 #include <vector>
 
 #include "config/model_arch.h"
+#include "config/options.h"
 #include "config/yaml_document.h"
 
 namespace l4::config {
 
 struct ModelSection {
-  std::string config;   // configs/*.yaml or an HF config.json: the architecture
-  std::string hf_dir;   // HF model directory: architecture and initial weights
-  std::string init;     // HF model directory whose weights initialise the model (architecture from `config`)
-  std::string dtype = "float32";  // parameter storage dtype: float32 | bfloat16
+  std::string config;  // configs/*.yaml or an HF config.json: the architecture
+  std::string hf_dir;  // HF model directory: architecture and initial weights
+  std::string init;    // HF model directory whose weights initialise the model (architecture from `config`)
+  DType dtype = DType::kFloat32;  // parameter storage dtype
   bool freeze_vision = false;
   // Inline architecture (alternative to `config`), in the configs/*.yaml layout.
   template <class V>
@@ -28,6 +29,9 @@ struct ModelSection {
     v("freeze_vision", freeze_vision);
     v.skip("text_config");  // inline architecture, read by load_recipe
     v.skip("vision_config");
+    v.skip("boi_token_index");
+    v.skip("eoi_token_index");
+    v.skip("image_token_index");
   }
 };
 
@@ -86,8 +90,8 @@ struct LoraSection {
   double alpha = 16.0;
   double dropout = 0.0;
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  bool rslora = false;                  // scale alpha / sqrt(rank) instead of alpha / rank
-  std::string base_dtype = "float32";  // frozen base weights: float32 | bfloat16
+  bool rslora = false;                 // scale alpha / sqrt(rank) instead of alpha / rank
+  DType base_dtype = DType::kFloat32;  // frozen base weights
   template <class V>
   void visit(V& v) {
     v("rank", rank);
@@ -135,7 +139,7 @@ struct OptimizerSection {
 
 struct ScheduleSection {
   int64_t warmup_steps = 0;
-  std::string decay = "cosine";  // constant | cosine | linear
+  Decay decay = Decay::kCosine;
   double min_lr_ratio = 0.1;
   template <class V>
   void visit(V& v) {
@@ -153,12 +157,12 @@ struct TrainSection {
   int64_t seed = 1234;
   int64_t eval_every = 0;    // 0: only at the end
   int64_t eval_batches = 0;  // 0: the whole eval split
-  std::string precision = "fp32";  // fp32 | bf16 (autocast, fp32 master weights)
-  std::string device = "cpu";      // cpu | cuda (cuda: one process on GPU 0)
-  std::string on_nan = "stop";     // skip | stop
-  int64_t stop_at_step = 0;        // > 0: checkpoint and end after this step (schedule still uses steps)
-  double aux_loss_coef = 0.0;      // switch-style router load-balancing loss
-  double z_loss_coef = 0.0;        // router z-loss
+  Precision precision = Precision::kFp32;
+  DeviceKind device = DeviceKind::kCpu;
+  OnNan on_nan = OnNan::kStop;
+  int64_t stop_at_step = 0;    // > 0: checkpoint and end after this step (schedule still uses steps)
+  double aux_loss_coef = 0.0;  // switch-style router load-balancing loss
+  double z_loss_coef = 0.0;    // router z-loss
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -195,7 +199,7 @@ struct LoggingSection {
   std::string run_dir = "runs/default";
   int64_t every = 1;
   bool tensorboard = true;
-  std::string level = "info";
+  LogLevel level = LogLevel::kInfo;
   double peak_tflops = 0.0;  // per-rank peak for MFU; 0 measures it with a short GEMM probe at start
   int64_t profile_step = 0;  // > 0: LibTorch profiler trace of this step, <run_dir>/profile_step_N_rankR.json
   template <class V>
@@ -243,6 +247,9 @@ struct Recipe {
 // Loads a recipe, applies "a.b=v" overrides, resolves the architecture and validates everything.
 // All problems are reported together in one l4::Error, each as "location: key.path: problem".
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from YAML text (a checkpoint's config snapshot); `origin` names it in messages.
+Recipe parse_recipe(const std::string& yaml, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
 
 // The fully resolved recipe (defaults included) as YAML, architecture inlined under model.arch.
 std::string recipe_to_yaml(const Recipe& recipe);

@@ -6,9 +6,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace l4::config {
+
+// Option enums: an overload `const std::vector<std::string>& enum_names(E)` (found by argument-dependent
+// lookup, see config/options.h) gives the names of E's values, indexed by the enumerator (0, 1, ...). One
+// table per enum serves every visitor: reading (with "expected one of ..." and did-you-mean) and printing.
 
 class FieldVisitor {
  public:
@@ -24,6 +29,9 @@ class FieldVisitor {
   virtual void field(const char* key, std::vector<double>& value) = 0;
   virtual void field(const char* key, std::vector<std::string>& value) = 0;
 
+  // An enum option: `index` into `names` (enum_names(E)).
+  virtual void choice(const char* key, size_t& index, const std::vector<std::string>& names) = 0;
+
   // Marks `key` as known without reading it (it is read elsewhere, e.g. an inline architecture).
   virtual void skip(const char* key) = 0;
 
@@ -38,7 +46,13 @@ class FieldVisitor {
 
   template <class T>
   void operator()(const char* key, T& value) {
-    field(key, value);
+    if constexpr (std::is_enum_v<T>) {
+      auto index = static_cast<size_t>(value);
+      choice(key, index, enum_names(value));
+      value = static_cast<T>(index);
+    } else {
+      field(key, value);
+    }
   }
 
   template <class T>

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -43,10 +44,10 @@ void ConfigErrors::throw_if_any() const {
 }
 
 struct YamlDocument::Impl {
-  std::string origin;                               // file name, for messages
-  YAML::Node root;                                  // the whole document
-  std::map<std::string, std::string> overridden;   // key path -> "a.b=v" as typed
-  std::string base_path;                            // key path of root within the original file
+  std::string origin;                             // file name, for messages
+  YAML::Node root;                                // the whole document
+  std::map<std::string, std::string> overridden;  // key path -> "a.b=v" as typed
+  std::string base_path;                          // key path of root within the original file
 };
 
 namespace {
@@ -120,7 +121,8 @@ class YamlReader final : public FieldVisitor {
   }
 
   void field(const char* key, bool& value) override {
-    read_scalar(key, "a boolean (true/false)", [&](const std::string& s) { return parse_bool(s, lenient_, &value); });
+    read_scalar(key, "a boolean (true/false)",
+                [&](const std::string& s) { return parse_bool(s, lenient_, &value); });
   }
   void field(const char* key, int64_t& value) override {
     read_scalar(key, "an integer", [&](const std::string& s) { return parse_int(s, &value); });
@@ -135,8 +137,12 @@ class YamlReader final : public FieldVisitor {
     if (!node.IsScalar()) return problem(key, node, "expected a string, got " + describe(node));
     value = node.Scalar();
   }
-  void field(const char* key, std::optional<int64_t>& value) override { read_optional(key, value, "an integer"); }
-  void field(const char* key, std::optional<double>& value) override { read_optional(key, value, "a number"); }
+  void field(const char* key, std::optional<int64_t>& value) override {
+    read_optional(key, value, "an integer");
+  }
+  void field(const char* key, std::optional<double>& value) override {
+    read_optional(key, value, "a number");
+  }
   void field(const char* key, std::vector<int64_t>& value) override {
     read_vector(key, value, "integers", [](const std::string& s, int64_t* v) { return parse_int(s, v); });
   }
@@ -145,6 +151,20 @@ class YamlReader final : public FieldVisitor {
   }
   void field(const char* key, std::vector<std::string>& value) override {
     read_vector(key, value, "strings", [](const std::string& s, std::string* v) { return *v = s, true; });
+  }
+
+  void choice(const char* key, size_t& index, const std::vector<std::string>& names) override {
+    YAML::Node node = child(key);
+    if (!node) return;
+    const std::string text = node.IsScalar() ? node.Scalar() : describe(node);
+    const auto it = std::find(names.begin(), names.end(), text);
+    if (node.IsScalar() && it != names.end()) {
+      index = static_cast<size_t>(it - names.begin());
+      return;
+    }
+    problem(
+        key, node,
+        fmt::format("expected one of {}, got '{}'{}", join(names, ", "), text, did_you_mean(text, names)));
   }
 
   void skip(const char* key) override { child(key); }
@@ -163,7 +183,8 @@ class YamlReader final : public FieldVisitor {
 
   size_t begin_list(const char* key, size_t current_size) override {
     YAML::Node node = child(key);
-    list_stack_.push_back(ListFrame{YAML::Node(YAML::NodeType::Undefined), join_path(frames_.back().path, key)});
+    list_stack_.push_back(
+        ListFrame{YAML::Node(YAML::NodeType::Undefined), join_path(frames_.back().path, key)});
     if (!node || node.IsNull()) return current_size == 0 ? 0 : current_size;
     if (!node.IsSequence()) {
       problem(key, node, "expected a list, got " + describe(node));
@@ -271,7 +292,8 @@ class YamlReader final : public FieldVisitor {
     auto take = [&](const YAML::Node& item) {
       T v{};
       if (!item.IsScalar() || !parse(item.Scalar(), &v)) {
-        problem(key, item, std::string("expected a list of ") + expected + ", got " + describe(item) + " in it");
+        problem(key, item,
+                std::string("expected a list of ") + expected + ", got " + describe(item) + " in it");
         return false;
       }
       out.push_back(v);
@@ -282,7 +304,8 @@ class YamlReader final : public FieldVisitor {
       if (take(node)) value = std::move(out);
       return;
     }
-    if (!node.IsSequence()) return problem(key, node, std::string("expected a list of ") + expected + ", got " + describe(node));
+    if (!node.IsSequence())
+      return problem(key, node, std::string("expected a list of ") + expected + ", got " + describe(node));
     for (const auto& item : node) {
       if (!take(item)) return;
     }
@@ -347,10 +370,16 @@ class YamlWriter final : public FieldVisitor {
       out_ << YAML::Null;
     }
   }
-  void field(const char* key, std::vector<int64_t>& value) override { flow_list(key, value, [](int64_t v) { return std::to_string(v); }); }
+  void field(const char* key, std::vector<int64_t>& value) override {
+    flow_list(key, value, [](int64_t v) { return std::to_string(v); });
+  }
   void field(const char* key, std::vector<double>& value) override { flow_list(key, value, format_double); }
   void field(const char* key, std::vector<std::string>& value) override {
     flow_list(key, value, [](const std::string& v) { return v; });
+  }
+
+  void choice(const char* key, size_t& index, const std::vector<std::string>& names) override {
+    out_ << YAML::Key << key << YAML::Value << names.at(index);
   }
 
   void skip(const char*) override {}
@@ -426,7 +455,8 @@ void YamlDocument::apply_override(const std::string& assignment) {
   for (size_t i = 0; i < parts.size(); ++i) {
     L4_CHECK(!parts[i].empty(), "command line '{}': empty key in '{}'", assignment, key_path);
     L4_CHECK(!current || current.IsMap() || current.IsNull(),
-             "command line '{}': '{}' is not a mapping, cannot set '{}' inside it", assignment, walked, parts[i]);
+             "command line '{}': '{}' is not a mapping, cannot set '{}' inside it", assignment, walked,
+             parts[i]);
     walked = join_path(walked, parts[i]);
     if (i + 1 == parts.size()) {
       current[parts[i]] = value;
@@ -462,7 +492,9 @@ std::string YamlDocument::location(const std::string& key_path) const {
   return impl_->origin;
 }
 
-const std::string& YamlDocument::origin() const { return impl_->origin; }
+const std::string& YamlDocument::origin() const {
+  return impl_->origin;
+}
 
 std::string YamlDocument::scalar(const std::string& key_path) const {
   YAML::Node node = find(impl_->root, key_path);
@@ -494,10 +526,16 @@ std::unique_ptr<FieldVisitor> YamlDocument::make_reader(ConfigErrors& errors, St
   return std::make_unique<YamlReader>(*impl_, errors, strictness, prefix);
 }
 
-void YamlDocument::finish_reader(FieldVisitor& reader) { static_cast<YamlReader&>(reader).finish(); }
+void YamlDocument::finish_reader(FieldVisitor& reader) {
+  static_cast<YamlReader&>(reader).finish();
+}
 
-std::unique_ptr<FieldVisitor> make_yaml_writer() { return std::make_unique<YamlWriter>(); }
+std::unique_ptr<FieldVisitor> make_yaml_writer() {
+  return std::make_unique<YamlWriter>();
+}
 
-std::string finish_yaml_writer(FieldVisitor& writer) { return static_cast<YamlWriter&>(writer).finish(); }
+std::string finish_yaml_writer(FieldVisitor& writer) {
+  return static_cast<YamlWriter&>(writer).finish();
+}
 
 }  // namespace l4::config

@@ -133,8 +133,8 @@ struct ShardedLoader::Impl {
             batch.loss_tokens += 1;
           }
         }
-        batch.segments.push_back({b, col, len, static_cast<int64_t>(piece.doc), static_cast<int64_t>(piece.begin),
-                                  rows[b].epoch});
+        batch.segments.push_back(
+            {b, col, len, static_cast<int64_t>(piece.doc), static_cast<int64_t>(piece.begin), rows[b].epoch});
         for (uint64_t m = 0; m < reader->doc_image_count(piece.doc); ++m) {
           const ImageMeta& im = reader->doc_image(piece.doc, m);
           if (im.token_begin < piece.begin || im.token_end > piece.begin + piece.length) continue;
@@ -162,7 +162,8 @@ struct ShardedLoader::Impl {
     if (num_tiles > 0) std::memcpy(batch.pixel_tiles.data_ptr<uint8_t>(), tiles.data(), tiles.size());
     const int64_t P = static_cast<int64_t>(patch_positions.size() / 2);
     batch.patch_positions = torch::empty({P, 2}, torch::kInt64);
-    if (P > 0) std::memcpy(batch.patch_positions.data_ptr<int64_t>(), patch_positions.data(), P * 2 * sizeof(int64_t));
+    if (P > 0)
+      std::memcpy(batch.patch_positions.data_ptr<int64_t>(), patch_positions.data(), P * 2 * sizeof(int64_t));
     return batch;
   }
 
@@ -258,7 +259,8 @@ ShardedLoader::ShardedLoader(LoaderOptions options) : impl_(std::make_unique<Imp
   L4_CHECK(options.micro_batch >= 1, "train.micro_batch must be >= 1, got {}", options.micro_batch);
   L4_CHECK(options.global_batch % (static_cast<int64_t>(options.world_size) * options.micro_batch) == 0 &&
                options.global_batch > 0,
-           "train.global_batch ({}) must be a positive multiple of train.micro_batch ({}) x data-parallel ranks ({})",
+           "train.global_batch ({}) must be a positive multiple of train.micro_batch ({}) x data-parallel "
+           "ranks ({})",
            options.global_batch, options.micro_batch, options.world_size);
   L4_CHECK(options.seq_len >= 2, "data.seq_len must be at least 2, got {}", options.seq_len);
   L4_CHECK(options.prefetch >= 0, "data.prefetch must be >= 0, got {}", options.prefetch);
@@ -299,7 +301,9 @@ LoaderOptions loader_options_from_recipe(const config::Recipe& recipe, bool eval
   return o;
 }
 
-ShardedLoader::~ShardedLoader() { impl_->halt(); }
+ShardedLoader::~ShardedLoader() {
+  impl_->halt();
+}
 
 StepBatch ShardedLoader::next_step() {
   Impl& s = *impl_;
@@ -335,7 +339,7 @@ LoaderState ShardedLoader::state() const {
   return s;
 }
 
-void ShardedLoader::restore(const LoaderState& state) {
+void ShardedLoader::load_state(const LoaderState& state) {
   Impl& s = *impl_;
   L4_CHECK(state.epoch >= 0 && state.cursor >= 0, "loader state: epoch and cursor must be >= 0");
   L4_CHECK(static_cast<uint64_t>(state.cursor) <= rows_in_epoch(state.epoch),
@@ -343,9 +347,10 @@ void ShardedLoader::restore(const LoaderState& state) {
            "data.seq_len / data.pack changed?)",
            s.options.path, state.cursor, rows_in_epoch(state.epoch), state.epoch);
   if (!state.fingerprint.empty() && state.fingerprint != s.fingerprint) {
-    L4_LOG_WARN("{}: resuming the data stream with different data or settings ({} -> {}); the order of rows "
-                "will not continue exactly",
-                s.options.path, state.fingerprint, s.fingerprint);
+    L4_LOG_WARN(
+        "{}: resuming the data stream with different data or settings ({} -> {}); the order of rows "
+        "will not continue exactly",
+        s.options.path, state.fingerprint, s.fingerprint);
   }
   s.halt();
   s.consumer_pos = state;
@@ -353,8 +358,14 @@ void ShardedLoader::restore(const LoaderState& state) {
   s.start();
 }
 
-uint64_t ShardedLoader::num_documents() const { return impl_->reader->num_docs(); }
-uint64_t ShardedLoader::rows_in_epoch(int64_t epoch) const { return impl_->plan(epoch)->num_rows(); }
-const nlohmann::json& ShardedLoader::dataset_meta() const { return impl_->reader->meta(); }
+uint64_t ShardedLoader::num_documents() const {
+  return impl_->reader->num_docs();
+}
+uint64_t ShardedLoader::rows_in_epoch(int64_t epoch) const {
+  return impl_->plan(epoch)->num_rows();
+}
+const nlohmann::json& ShardedLoader::dataset_meta() const {
+  return impl_->reader->meta();
+}
 
 }  // namespace l4::data

@@ -36,15 +36,17 @@ struct LoaderOptions {
   int64_t micro_batch = 4;   // rows per forward/backward on one rank
   int rank = 0;
   int world_size = 1;
-  int64_t prefetch = 2;  // steps kept ready by the background thread (0: none)
-  bool repeat = true;    // false: one pass over epoch 0 (evaluation), last batch may be short
+  int64_t prefetch = 2;      // steps kept ready by the background thread (0: none)
+  bool repeat = true;        // false: one pass over epoch 0 (evaluation), last batch may be short
   std::string missing_hint;  // appended to the error when the dataset is missing ("run llama4 prepare ...")
-  std::string expected_tokenizer_sha256;  // non-empty: the dataset must have been prepared with this tokenizer
+  std::string
+      expected_tokenizer_sha256;  // non-empty: the dataset must have been prepared with this tokenizer
 };
 
 // Options for the recipe's training split (eval = false) or its evaluation pass (eval = true: data.eval,
 // in order, one pass). The error for a missing dataset names the `llama4 prepare --config` to run.
-LoaderOptions loader_options_from_recipe(const l4::config::Recipe& recipe, bool eval, int rank, int world_size);
+LoaderOptions loader_options_from_recipe(const l4::config::Recipe& recipe, bool eval, int rank,
+                                         int world_size);
 
 struct LoaderState {
   int64_t epoch = 0;
@@ -52,7 +54,9 @@ struct LoaderState {
   // What the row stream depends on (documents, tokens, seq_len, pack, shuffle, seed); a resume with a
   // different one is not exact and is warned about. Empty: unknown.
   std::string fingerprint;
-  nlohmann::json to_json() const { return {{"epoch", epoch}, {"cursor", cursor}, {"fingerprint", fingerprint}}; }
+  nlohmann::json to_json() const {
+    return {{"epoch", epoch}, {"cursor", cursor}, {"fingerprint", fingerprint}};
+  }
   static LoaderState from_json(const nlohmann::json& j);
   bool operator==(const LoaderState& o) const { return epoch == o.epoch && cursor == o.cursor; }
 };
@@ -75,8 +79,8 @@ struct Batch {
   at::Tensor input_ids;     // [B, T] int64 (pad token after the last piece)
   at::Tensor labels;        // [B, T] int64: next token, kIgnoreIndex where masked, at document ends, padding
   at::Tensor position_ids;  // [B, T] int64: restart at 0 with every piece
-  at::Tensor doc_ids;       // [B, T] int64: global document index, -1 on padding; attend only within equal ids
-  at::Tensor pixel_tiles;   // [Ntiles, 3, 336, 336] uint8 RGB; vision::normalize_tiles gives pixel_values
+  at::Tensor doc_ids;      // [B, T] int64: global document index, -1 on padding; attend only within equal ids
+  at::Tensor pixel_tiles;  // [Ntiles, 3, 336, 336] uint8 RGB; vision::normalize_tiles gives pixel_values
   at::Tensor patch_positions;  // [P, 2] int64 (row, col) of the <|patch|> tokens, in tile order
   std::vector<ImageSlot> images;
   std::vector<Segment> segments;
@@ -100,7 +104,7 @@ class ShardedLoader {
 
   StepBatch next_step();
   LoaderState state() const;  // after the last step returned by next_step()
-  void restore(const LoaderState& state);
+  void load_state(const LoaderState& state);
 
   uint64_t num_documents() const;
   uint64_t rows_in_epoch(int64_t epoch) const;

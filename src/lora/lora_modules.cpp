@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "model/dtype.h"
 
 namespace l4::lora {
 
@@ -28,13 +29,7 @@ LoraOptions options_from_recipe(const config::LoraSection& section, const std::s
   options.dropout = section.dropout;
   options.targets = section.targets;
   options.rslora = section.rslora;
-  if (section.base_dtype == "float32") {
-    options.base_dtype = at::kFloat;
-  } else if (section.base_dtype == "bfloat16") {
-    options.base_dtype = at::kBFloat16;
-  } else {
-    L4_FAIL("{}: lora.base_dtype must be float32 or bfloat16 (got '{}')", where, section.base_dtype);
-  }
+  options.base_dtype = model::scalar_type(section.base_dtype);
   return options;
 }
 
@@ -79,11 +74,13 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x) const {
   return base + lora_B->forward(lora_A->forward(xd)) * scale;
 }
 
-at::Tensor LoraLinearImpl::delta_weight() const { return lora_B->weight.matmul(lora_A->weight) * scale; }
+at::Tensor LoraLinearImpl::delta_weight() const {
+  return lora_B->weight.matmul(lora_A->weight) * scale;
+}
 
 LoraExpertsImpl::LoraExpertsImpl(const model::ExpertsImpl& experts, bool gate_up, bool down,
                                  const LoraOptions& options)
-    : scale(options.scale()) {
+    : scale(options.scale()), placement_(experts.placement()) {
   const int64_t r = options.rank;
   auto add = [&](const at::Tensor& w, const std::string& name, at::Tensor& a, at::Tensor& b) {
     // W [E, in, out]: B [E, in, r] then A [E, r, out].
@@ -154,7 +151,7 @@ LoraExpertsImpl* find_lora_experts(model::MoeImpl& moe) {
   return nullptr;
 }
 
-LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions& options, uint64_t seed) {
+LoraInjection apply_lora(model::Llama4Impl& model, const LoraOptions& options, uint64_t seed) {
   L4_CHECK(options.rank >= 1, "lora: rank must be >= 1 (got {})", options.rank);
   std::map<std::string, bool> used;
   for (const auto& t : options.targets) used[t] = false;
@@ -167,7 +164,8 @@ LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions&
   };
 
   LoraInjection injection;
-  for (const auto& p : model.parameters()) p.set_requires_grad(false);
+  for (const auto& p : model.model->parameters()) p.set_requires_grad(false);
+  for (const auto& p : model.lm_head->parameters()) p.set_requires_grad(false);
   // Replaces parent.<child> (a Linear) by a LoraLinear holding the same weight.
   auto wrap = [&](torch::nn::Module& parent, model::Linear& slot, const std::string& child,
                   const std::string& name) {
@@ -212,7 +210,7 @@ LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions&
                                         std::pair{lora->down_proj_A, experts + ".down_proj"}}) {
         if (!param.defined()) continue;
         for (int64_t e = 0; e < param.size(0); ++e) {
-          kaiming_uniform_(param[e], seed, name, options.expert_begin + e);
+          kaiming_uniform_(param[e], seed, name, moe.experts->first_expert() + e);
         }
       }
     }
@@ -226,9 +224,8 @@ LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions&
     }
     LoraExpertsImpl* raw = lora.get();
     moe.expert_runner = [raw](const at::Tensor& rows, const std::vector<int64_t>& counts,
-                              const at::Tensor& gate_up_w, const at::Tensor& down_w) {
-      return raw->run(rows, counts, gate_up_w, down_w);
-    };
+                              const at::Tensor& gate_up_w,
+                              const at::Tensor& down_w) { return raw->run(rows, counts, gate_up_w, down_w); };
     if (gate_up) injection.expert_params.push_back(experts + ".gate_up_proj");
     if (down) injection.expert_params.push_back(experts + ".down_proj");
   }
@@ -236,17 +233,44 @@ LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions&
   for (const auto& [t, hit] : used) {
     if (!hit) unused.push_back(t);
   }
-  L4_CHECK(unused.empty(),
-           "lora.targets: {} select(s) no layer; targets are module names or suffixes (q_proj, k_proj, "
-           "v_proj, o_proj, gate_proj, up_proj, down_proj, shared_expert, self_attn, experts, "
-           "experts.gate_up_proj, experts.down_proj) or globs over names such as model.layers.0.self_attn.q_proj",
-           join(unused, ", "));
+  L4_CHECK(
+      unused.empty(),
+      "lora.targets: {} select(s) no layer; targets are module names or suffixes (q_proj, k_proj, "
+      "v_proj, o_proj, gate_proj, up_proj, down_proj, shared_expert, self_attn, experts, "
+      "experts.gate_up_proj, experts.down_proj) or globs over names such as model.layers.0.self_attn.q_proj",
+      join(unused, ", "));
   L4_LOG_INFO("LoRA rank {} (scale {}): {} linear layers, {} expert tensors", options.rank, options.scale(),
               injection.linear_modules.size(), injection.expert_params.size());
   return injection;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> merged_state(model::Llama4ForCausalLMImpl& model) {
+model::Adapter lora_adapter(const LoraOptions& options, uint64_t seed) {
+  return [options, seed](model::Llama4Impl& model) { apply_lora(model, options, seed); };
+}
+
+std::map<std::string, LoraLinearImpl*> lora_linears(model::Llama4Impl& model) {
+  std::map<std::string, LoraLinearImpl*> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto* l = dynamic_cast<LoraLinearImpl*>(item.value().get())) out[item.key()] = l;
+  }
+  return out;
+}
+
+LoraInjection lora_injection(model::Llama4Impl& model) {
+  LoraInjection injection;
+  for (const auto& item : model.named_modules()) {
+    if (dynamic_cast<LoraLinearImpl*>(item.value().get())) {
+      injection.linear_modules.push_back(item.key());
+    } else if (auto* experts = dynamic_cast<LoraExpertsImpl*>(item.value().get())) {
+      const std::string parent = item.key().substr(0, item.key().size() - std::string(".lora").size());
+      if (experts->gate_up_proj_A.defined()) injection.expert_params.push_back(parent + ".gate_up_proj");
+      if (experts->down_proj_A.defined()) injection.expert_params.push_back(parent + ".down_proj");
+    }
+  }
+  return injection;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> merged_state(model::Llama4Impl& model) {
   std::map<std::string, at::Tensor> deltas;
   for (const auto& item : model.named_modules()) {
     if (auto* linear = dynamic_cast<LoraLinearImpl*>(item.value().get())) {

@@ -5,7 +5,8 @@
 //                with B_e [in, r] zero and A_e [r, out] Kaiming-uniform: PEFT's target_parameters form for
 //                3-D parameters (its "swapped" in/out features), computed inside the sparse expert matmuls.
 // scale = alpha / r, or alpha / sqrt(r) with rsLoRA. Base weights stay where they were (same names), frozen,
-// optionally held in bf16; everything not LoRA is frozen.
+// optionally held in bf16; every other parameter of the language model is frozen. LoRA adapts the language
+// model only: the vision tower and projector train or not as model.freeze_vision says.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -13,11 +14,13 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "config/recipe.h"
-#include "model/llama4_model.h"
+#include "model/llama4.h"
+#include "model/placed.h"
 
 namespace l4::lora {
 
@@ -28,8 +31,6 @@ struct LoraOptions {
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
   bool rslora = false;
   at::ScalarType base_dtype = at::kFloat;  // frozen base weights of wrapped layers
-  // Index of the first local expert (expert parallelism): expert e's A/B are seeded by its global index.
-  int64_t expert_begin = 0;
   double scale() const;
 };
 
@@ -49,10 +50,11 @@ class LoraLinearImpl : public model::LinearImpl {
 TORCH_MODULE(LoraLinear);
 
 // Registered as "lora" inside an Experts module; parameters gate_up_proj_A/B, down_proj_A/B (whichever are
-// targeted), dim 0 = local experts so they shard with the experts under expert parallelism.
-class LoraExpertsImpl : public torch::nn::Module {
+// targeted), dim 0 = local experts: they have the experts' placement and shard with them.
+class LoraExpertsImpl : public torch::nn::Module, public model::PlacedModule {
  public:
   LoraExpertsImpl(const model::ExpertsImpl& experts, bool gate_up, bool down, const LoraOptions& options);
+  parallel::Placement placement() const override { return placement_; }
   // The LoRA-aware model::run_experts: same contract, plus the low-rank terms of each expert's rows.
   at::Tensor run(const at::Tensor& rows_sorted_by_expert, const std::vector<int64_t>& rows_per_expert,
                  const at::Tensor& gate_up_proj, const at::Tensor& down_proj) const;
@@ -61,11 +63,15 @@ class LoraExpertsImpl : public torch::nn::Module {
   at::Tensor delta_down() const;
   at::Tensor gate_up_proj_A, gate_up_proj_B, down_proj_A, down_proj_B;  // undefined when not targeted
   double scale;
+
+ private:
+  parallel::Placement placement_;
 };
 TORCH_MODULE(LoraExperts);
 
-// What apply_lora wrapped, by HF name: linear modules ("model.layers.0.self_attn.q_proj") and expert
-// parameters ("model.layers.1.feed_forward.experts.gate_up_proj").
+// What LoRA wraps in a model, by canonical name: linear modules ("model.layers.0.self_attn.q_proj") and
+// expert parameters ("model.layers.1.feed_forward.experts.gate_up_proj"), in module order (gate_up_proj
+// before down_proj).
 struct LoraInjection {
   std::vector<std::string> linear_modules;
   std::vector<std::string> expert_params;
@@ -75,17 +81,27 @@ struct LoraInjection {
 // names) selects `name`. Expert tensors are selected only by targets that mention "experts" (or globs).
 bool target_matches(const std::string& target, const std::string& name, bool is_expert_param);
 
-// Wraps the targeted layers, freezes every other parameter, seeds A (Kaiming-uniform, as PEFT) and zeroes
-// B, and makes each MoE layer with LoRA experts run them inside its expert matmuls (expert_runner). Install
-// an expert-parallel runner afterwards, with the layer's previous runner as its local computation.
-// Throws l4::Error for a target that selects nothing, or rank < 1.
-LoraInjection apply_lora(model::Llama4ForCausalLMImpl& model, const LoraOptions& options, uint64_t seed);
+// Wraps the targeted layers of the language model, freezes its other parameters, seeds A (Kaiming-uniform,
+// as PEFT; per tensor and global expert, so any expert layout starts alike) and zeroes B, and makes each MoE
+// layer with LoRA experts run them inside its expert matmuls (expert_runner). Install an expert-parallel
+// runner afterwards, with the layer's previous runner as its local computation. Throws l4::Error for a
+// target that selects nothing, or rank < 1.
+LoraInjection apply_lora(model::Llama4Impl& model, const LoraOptions& options, uint64_t seed);
+
+// apply_lora as a model::build adapter.
+model::Adapter lora_adapter(const LoraOptions& options, uint64_t seed);
+
+// What LoRA wrapped in `model` (empty without LoRA).
+LoraInjection lora_injection(model::Llama4Impl& model);
 
 // The layer's LoRA experts, or nullptr.
 LoraExpertsImpl* find_lora_experts(model::MoeImpl& moe);
 
-// Text-model parameters with LoRA folded into the base weights, under HF names (model dtype, fp32 when the
-// base is bf16 and the model fp32). The model is unchanged.
-std::vector<std::pair<std::string, at::Tensor>> merged_state(model::Llama4ForCausalLMImpl& model);
+// Every parameter with LoRA folded into the base weights, under canonical names (model dtype, fp32 when the
+// base is bf16 and the model fp32); the LoRA tensors themselves are left out. The model is unchanged.
+std::vector<std::pair<std::string, at::Tensor>> merged_state(model::Llama4Impl& model);
+
+// The linear LoRA modules by canonical name, and the LoRA experts of one Experts module.
+std::map<std::string, LoraLinearImpl*> lora_linears(model::Llama4Impl& model);
 
 }  // namespace l4::lora

@@ -1,5 +1,7 @@
 #include "model/attention.h"
 
+#include <tuple>
+
 #include "core/error.h"
 
 namespace l4::model {
@@ -20,16 +22,15 @@ at::Tensor document_offsets(const at::Tensor& doc_ids) {
 AttentionContext::AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq,
                                    int64_t batch, int64_t seq_len, const at::Device& device,
                                    const std::optional<at::Tensor>& position_ids,
-                                   const std::optional<at::Tensor>& doc_ids)
-    : batch_(batch), seq_len_(seq_len) {
+                                   const std::optional<at::Tensor>& doc_ids, KvCache* cache)
+    : batch_(batch), seq_len_(seq_len), cache_(cache) {
   if (config.attention_chunk_size && *config.attention_chunk_size > 0) {
     chunk_size_ = *config.attention_chunk_size;
   }
   const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(device);
   if (doc_ids && doc_ids->defined()) {
     L4_CHECK(doc_ids->dim() == 2 && doc_ids->size(0) == batch && doc_ids->size(1) == seq_len,
-             "doc_ids must have shape [{}, {}], got {}", batch, seq_len,
-             c10::str(doc_ids->sizes()));
+             "doc_ids must have shape [{}, {}], got {}", batch, seq_len, c10::str(doc_ids->sizes()));
     const at::Tensor docs = doc_ids->to(long_options);
     // Rows holding a single document need no mask: keep the is_causal / chunk-folding fast paths.
     if (!docs.eq(docs.narrow(1, 0, std::min<int64_t>(seq_len, 1))).all().item<bool>()) {
@@ -37,6 +38,13 @@ AttentionContext::AttentionContext(const config::TextConfig& config, const at::T
       // A document is a run of equal ids: number the runs so that an id reused later is another document.
       doc_ids_ = offsets_.eq(0).cumsum(1);
     }
+  }
+  if (cache_) {
+    L4_CHECK(!doc_ids || !doc_ids->defined(),
+             "generation with a KV cache takes one sequence per row (no doc_ids)");
+    // Absolute positions: chunk membership and temperature tuning continue where the cache ends.
+    const int64_t start = cache_->length();
+    offsets_ = torch::arange(start, start + seq_len, long_options).unsqueeze(0).expand({batch, seq_len});
   }
   if (!offsets_.defined()) {
     offsets_ = torch::arange(seq_len, long_options).unsqueeze(0).expand({batch, seq_len});
@@ -148,11 +156,28 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return per_document_attention(q, k, v, context.document_lengths(), chunk_size, scale);
 }
 
+at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionContext& context, bool chunked, double scale) {
+  const int64_t new_tokens = q.size(1), total = k.size(1);
+  const std::optional<int64_t> chunk_size = chunked ? context.chunk_size() : std::nullopt;
+  if (total == new_tokens) return unpacked_attention(q, k, v, chunk_size, scale);
+  // Which cached keys each new query may see, from absolute positions (the same for every row).
+  const at::Tensor key_pos = torch::arange(total, context.offsets().options());
+  const at::Tensor query_pos = context.offsets()[0].unsqueeze(1);  // [T, 1]
+  at::Tensor allowed = key_pos.unsqueeze(0) <= query_pos;
+  if (chunk_size) {
+    allowed =
+        allowed & (key_pos.unsqueeze(0).div(*chunk_size, "floor") == query_pos.div(*chunk_size, "floor"));
+  }
+  return sdpa(q, k, v, allowed.view({1, 1, new_tokens, total}), scale);
+}
+
 AttentionImpl::AttentionImpl(const config::TextConfig& config, int64_t layer,
                              const at::TensorOptions& options)
     : use_rope(config.is_rope_layer(layer)),
       use_qk_norm(config.use_qk_norm && use_rope),
       temperature_tuning(config.attn_temperature_tuning && !use_rope),
+      layer_(layer),
       heads_(config.num_attention_heads),
       kv_heads_(config.num_key_value_heads),
       head_dim_(config.resolved_head_dim()),
@@ -172,7 +197,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, AttentionContext& context
   const int64_t b = x.size(0), t = x.size(1);
   at::Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_});
   at::Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_});
-  const at::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});
+  at::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_});
   if (use_rope) {
     q = apply_rope(q, context.rope());
     k = apply_rope(k, context.rope());
@@ -185,6 +210,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, AttentionContext& context
     q = (q * context.temperature()).to(q.scalar_type());
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  if (KvCache* cache = context.cache()) {
+    std::tie(k, v) = cache->append(layer_, k, v);
+    return o_proj->forward(cached_attention(q, k, v, context, /*chunked=*/use_rope, scale));
+  }
   return o_proj->forward(causal_attention(q, k, v, context, /*chunked=*/use_rope, scale));
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/model_arch.h"
+#include "model/kv_cache.h"
 #include "model/layers.h"
 #include "model/rope.h"
 
@@ -22,11 +23,13 @@ namespace l4::model {
 //            chunk membership and the temperature tuning use it.
 //   doc_ids: [B, T] (undefined without packing); a document is a run of equal ids, tokens attend only
 //            within their document.
+//   cache: generation: the tokens continue the cached sequence at positions [length, length + T) (one
+//          document, no doc_ids); every layer attends over its cached keys and appends the new ones.
 class AttentionContext {
  public:
   AttentionContext(const config::TextConfig& config, const at::Tensor& inv_freq, int64_t batch,
                    int64_t seq_len, const at::Device& device, const std::optional<at::Tensor>& position_ids,
-                   const std::optional<at::Tensor>& doc_ids);
+                   const std::optional<at::Tensor>& doc_ids, KvCache* cache = nullptr);
 
   int64_t batch() const { return batch_; }
   int64_t seq_len() const { return seq_len_; }
@@ -41,6 +44,7 @@ class AttentionContext {
   const at::Tensor& chunked_mask();
   // Lengths of the documents in row-major order (one host sync, on first use); only with packing.
   const std::vector<int64_t>& document_lengths();
+  KvCache* cache() const { return cache_; }
 
   // Packed rows use boolean masks while B * T * T stays within this; beyond it, each document is attended
   // on its own (no O(T^2) memory).
@@ -53,6 +57,7 @@ class AttentionContext {
   RopeTables rope_;
   at::Tensor global_mask_, chunked_mask_;
   std::vector<int64_t> document_lengths_;
+  KvCache* cache_ = nullptr;
 };
 
 // Offsets of each token within its document: the index minus the index where its run of equal doc ids starts.
@@ -62,6 +67,12 @@ at::Tensor document_offsets(const at::Tensor& doc_ids);
 // (memory O(T * C)) and is_causal when unpacked; when packed, boolean masks from `context` for short rows
 // and one attention per document for long ones.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionContext& context, bool chunked, double scale);
+
+// Attention of the new tokens q [B, T, H, D] over every cached key and value [B, L, Hkv, D] (the new ones
+// last): causal at the absolute positions, and within the chunk on RoPE layers. A prefill of an empty cache
+// (L = T) runs the same code as training.
+at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             AttentionContext& context, bool chunked, double scale);
 
 class AttentionImpl : public torch::nn::Module {
@@ -75,7 +86,7 @@ class AttentionImpl : public torch::nn::Module {
   bool temperature_tuning;
 
  private:
-  int64_t heads_, kv_heads_, head_dim_;
+  int64_t layer_, heads_, kv_heads_, head_dim_;
   double eps_;
 };
 TORCH_MODULE(Attention);

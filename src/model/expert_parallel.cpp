@@ -1,6 +1,7 @@
 #include "model/expert_parallel.h"
 
 #include "core/error.h"
+#include "model/llama4.h"
 #include "parallel/communicator.h"
 
 namespace l4::model {
@@ -44,10 +45,10 @@ at::Tensor ExpertParallelRunner::operator()(const at::Tensor& rows_sorted_by_exp
   return out;
 }
 
-std::shared_ptr<ExpertParallelRunner> install_expert_parallel(Llama4ForCausalLMImpl& model,
+std::shared_ptr<ExpertParallelRunner> install_expert_parallel(Llama4Impl& model,
                                                               parallel::Communicator& ep_comm,
                                                               parallel::DispatchOptions options) {
-  const int64_t num_experts = model.config().num_local_experts;
+  const int64_t num_experts = model.text_config().num_local_experts;
   auto runner = std::make_shared<ExpertParallelRunner>(ep_comm, num_experts, options);
   const ExpertShard& shard = model.expert_shard();
   const int64_t local = num_experts / ep_comm.size();

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "model/llama4_model.h"
+#include "model/moe.h"
 #include "parallel/expert_dispatch.h"
 
 namespace l4::model {
@@ -40,7 +40,9 @@ class ExpertParallelRunner {
 // Installs a runner on every MoE layer of `model` (which must hold the matching expert shard) and returns it
 // (for the drop statistics). The model keeps it alive. Each layer's current runner (e.g. LoRA's) becomes the
 // local computation inside the exchange, so install this after LoRA.
-std::shared_ptr<ExpertParallelRunner> install_expert_parallel(Llama4ForCausalLMImpl& model,
+class Llama4Impl;
+
+std::shared_ptr<ExpertParallelRunner> install_expert_parallel(Llama4Impl& model,
                                                               parallel::Communicator& ep_comm,
                                                               parallel::DispatchOptions options = {});
 

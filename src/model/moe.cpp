@@ -19,8 +19,7 @@ namespace {
 class PermuteRows : public torch::autograd::Function<PermuteRows> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& perm,
-                            const at::Tensor& inverse) {
+                            const at::Tensor& perm, const at::Tensor& inverse) {
     ctx->saved_data["inverse"] = inverse;
     return x.index_select(0, perm);
   }
@@ -32,11 +31,15 @@ class PermuteRows : public torch::autograd::Function<PermuteRows> {
 
 }  // namespace
 
-ExpertsImpl::ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermediate,
-                         const at::TensorOptions& options) {
-  gate_up_proj =
-      register_parameter("gate_up_proj", torch::empty({num_experts, hidden, 2 * intermediate}, options));
-  down_proj = register_parameter("down_proj", torch::empty({num_experts, intermediate, hidden}, options));
+ExpertsImpl::ExpertsImpl(int64_t first, int64_t held, int64_t total, int64_t hidden, int64_t intermediate,
+                         const at::TensorOptions& options)
+    : first_(first), total_(total) {
+  gate_up_proj = register_parameter("gate_up_proj", torch::empty({held, hidden, 2 * intermediate}, options));
+  down_proj = register_parameter("down_proj", torch::empty({held, intermediate, hidden}, options));
+}
+
+parallel::Placement ExpertsImpl::placement() const {
+  return parallel::Placement::sharded(parallel::ShardGroup::kExpertParallel, 0, first_, total_);
 }
 
 MoeImpl::MoeImpl(const config::TextConfig& config, const at::TensorOptions& options, const ExpertShard& shard)
@@ -49,7 +52,8 @@ MoeImpl::MoeImpl(const config::TextConfig& config, const at::TensorOptions& opti
            "expert shard [{}, {}) does not fit num_local_experts ({})", shard.begin, shard.begin + held,
            num_experts_);
   const int64_t d = config.hidden_size;
-  experts = register_module("experts", Experts(held, d, config.intermediate_size, options));
+  experts = register_module("experts",
+                            Experts(shard.begin, held, num_experts_, d, config.intermediate_size, options));
   router = register_module("router", Linear(d, num_experts_, options));
   shared_expert = register_module("shared_expert", Mlp(d, config.intermediate_size, options));
 }

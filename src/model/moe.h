@@ -15,6 +15,7 @@
 
 #include "config/model_arch.h"
 #include "model/layers.h"
+#include "model/placed.h"
 
 namespace l4::model {
 
@@ -43,11 +44,21 @@ struct ExpertShard {
   int64_t count = 0;
 };
 
-class ExpertsImpl : public torch::nn::Module {
+// The routed experts [shard.begin, shard.begin + held) of `total` experts: both tensors are sharded along
+// dim 0 over the expert-parallel group.
+class ExpertsImpl : public torch::nn::Module, public PlacedModule {
  public:
-  ExpertsImpl(int64_t num_experts, int64_t hidden, int64_t intermediate, const at::TensorOptions& options);
-  at::Tensor gate_up_proj;  // [E, D, 2F]
-  at::Tensor down_proj;     // [E, F, D]
+  ExpertsImpl(int64_t first, int64_t held, int64_t total, int64_t hidden, int64_t intermediate,
+              const at::TensorOptions& options);
+  parallel::Placement placement() const override;
+  int64_t first_expert() const { return first_; }
+  int64_t total_experts() const { return total_; }
+
+  at::Tensor gate_up_proj;  // [held, D, 2F]
+  at::Tensor down_proj;     // [held, F, D]
+
+ private:
+  int64_t first_, total_;
 };
 TORCH_MODULE(Experts);
 

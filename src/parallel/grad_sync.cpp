@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 
 #include <cmath>
+#include <map>
 
 #include "core/error.h"
 #include "parallel/bucket_plan.h"
@@ -39,16 +40,14 @@ struct GradSync::State {
   };
 
   std::vector<SyncParam> params;
-  Communicator* world = nullptr;
-  Communicator* edp = nullptr;
-  Communicator* ep = nullptr;
+  const ProcessGrid* grid = nullptr;
   GradSyncOptions options;
   std::vector<BucketRun> buckets;
   std::vector<size_t> bucket_of;  // param index -> bucket index
   size_t next_launch = 0;
   size_t launched_in_backward = 0;
   bool armed = false;
-  std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  std::vector<std::pair<decltype(torch::autograd::impl::grad_accumulator(at::Tensor())), uintptr_t>> hooks;
 
   void launch(size_t b) {
     BucketRun& run = buckets[b];
@@ -66,7 +65,8 @@ struct GradSync::State {
 
   // Launches, in bucket order, every bucket whose gradients are all there.
   void launch_ready() {
-    while (next_launch < buckets.size() && buckets[next_launch].ready == buckets[next_launch].spec.items.size()) {
+    while (next_launch < buckets.size() &&
+           buckets[next_launch].ready == buckets[next_launch].spec.items.size()) {
       launch(next_launch++);
     }
   }
@@ -75,7 +75,7 @@ struct GradSync::State {
     BucketRun& run = buckets[b];
     run.work->wait();
     run.work.reset();
-    if (options.reduction == GradReduction::kAverage) run.flat.div_(world->size());
+    if (options.reduction == GradReduction::kAverage) run.flat.div_(grid->device().size());
     int64_t offset = 0;
     for (size_t i : run.spec.items) {
       at::Tensor& p = params[i].param;
@@ -91,31 +91,34 @@ struct GradSync::State {
   }
 };
 
-GradSync::GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradSyncOptions options)
-    : GradSync(std::move(params), grid.world(), grid.edp_comm(), grid.ep_comm(), options) {}
+namespace {
 
-GradSync::GradSync(std::vector<SyncParam> params, Communicator& world, Communicator& edp, Communicator& ep,
-                   GradSyncOptions options)
+// Parameters share a bucket only when they reduce over the same group in the same dtype.
+int bucket_key(const SyncParam& p) {
+  const int group = p.placement.is_sharded() ? 1 + static_cast<int>(p.placement.group) : 0;
+  return group * 1000 + static_cast<int>(p.param.scalar_type());
+}
+
+}  // namespace
+
+GradSync::GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradSyncOptions options)
     : state_(std::make_shared<State>()) {
   L4_CHECK(options.bucket_mb > 0, "gradient bucket size must be positive, got {} MB", options.bucket_mb);
   State& s = *state_;
   s.params = std::move(params);
-  s.world = &world;
-  s.edp = &edp;
-  s.ep = &ep;
+  s.grid = &grid;
   s.options = options;
   std::vector<BucketItem> items;
   for (const SyncParam& p : s.params) {
-    L4_CHECK(p.param.defined() && p.param.requires_grad(), "GradSync: parameter '{}' must be a tensor that requires grad",
-             p.name);
-    const int key = static_cast<int>(p.kind) * 1000 + static_cast<int>(p.param.scalar_type());
-    items.push_back({p.param.numel() * static_cast<int64_t>(p.param.element_size()), key});
+    L4_CHECK(p.param.defined() && p.param.requires_grad(),
+             "GradSync: parameter '{}' must be a tensor that requires grad", p.name);
+    items.push_back({p.param.numel() * static_cast<int64_t>(p.param.element_size()), bucket_key(p)});
   }
   const auto bucket_bytes = static_cast<int64_t>(std::max(1.0, options.bucket_mb * 1024.0 * 1024.0));
   s.bucket_of.assign(s.params.size(), 0);
   for (Bucket& spec : plan_buckets(items, bucket_bytes)) {
     State::BucketRun run;
-    run.comm = s.params[spec.items.front()].kind == ParamKind::kExpert ? &edp : &world;
+    run.comm = &grid.replica_group(s.params[spec.items.front()].placement);
     for (size_t i : spec.items) s.bucket_of[i] = s.buckets.size();
     run.spec = std::move(spec);
     s.buckets.push_back(std::move(run));
@@ -144,8 +147,12 @@ GradSync::~GradSync() {
   for (auto& [accumulator, key] : state_->hooks) accumulator->del_post_hook(key);
 }
 
-size_t GradSync::num_buckets() const { return state_->buckets.size(); }
-size_t GradSync::buckets_launched_in_backward() const { return state_->launched_in_backward; }
+size_t GradSync::num_buckets() const {
+  return state_->buckets.size();
+}
+size_t GradSync::buckets_launched_in_backward() const {
+  return state_->launched_in_backward;
+}
 
 void GradSync::prepare() {
   State& s = *state_;
@@ -175,25 +182,34 @@ void GradSync::sync() {
 double GradSync::grad_norm() {
   State& s = *state_;
   at::NoGradGuard no_grad;
-  double replicated = 0.0;
-  double expert = 0.0;
-  at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
   // One reduction pass per gradient (float accumulation with cascade summation), then the squares summed in
   // double; converting every gradient to double first cost a full copy of all gradients per step.
-  std::vector<at::Tensor> grads[2];
+  auto sum_of_squares = [](const std::vector<at::Tensor>& grads) {
+    if (grads.empty()) return 0.0;
+    return at::stack(at::_foreach_norm(grads, 2)).to(at::kDouble).cpu().square().sum().item<double>();
+  };
+  std::vector<at::Tensor> replicated;
+  std::map<ShardGroup, std::vector<at::Tensor>> sharded;
   for (const SyncParam& p : s.params) {
-    if (p.param.grad().defined()) grads[p.kind == ParamKind::kExpert].push_back(p.param.grad());
+    if (!p.param.grad().defined()) continue;
+    if (p.placement.is_sharded()) {
+      sharded[p.placement.group].push_back(p.param.grad());
+    } else {
+      replicated.push_back(p.param.grad());
+    }
   }
-  for (int kind = 0; kind < 2; ++kind) {
-    if (grads[kind].empty()) continue;
-    const at::Tensor norms = at::stack(at::_foreach_norm(grads[kind], 2)).to(at::kDouble).cpu();
-    (kind == 1 ? expert : replicated) += norms.square().sum().item<double>();
+  // Replicated gradients are identical on every rank: count them locally, once. The shards of a group
+  // differ across its ranks, which together hold every piece exactly once.
+  double total = sum_of_squares(replicated);
+  const at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
+  for (ShardGroup group : {ShardGroup::kExpertParallel}) {
+    auto it = sharded.find(group);
+    const double local = it == sharded.end() ? 0.0 : sum_of_squares(it->second);
+    at::Tensor sq = at::full({1}, local, at::TensorOptions().dtype(at::kDouble).device(device));
+    s.grid->shard_group(group).all_reduce(sq, ReduceOp::kSum);
+    total += sq.to(at::kCPU).item<double>();
   }
-  // Replicated gradients are identical on every rank: count them locally, once. Expert shards differ
-  // within an EP group, which together holds every expert exactly once.
-  at::Tensor expert_sq = at::full({1}, expert, at::TensorOptions().dtype(at::kDouble).device(device));
-  s.ep->all_reduce(expert_sq, ReduceOp::kSum);
-  return std::sqrt(replicated + expert_sq.to(at::kCPU).item<double>());
+  return std::sqrt(total);
 }
 
 double GradSync::clip_grad_norm(double max_norm) {

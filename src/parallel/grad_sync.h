@@ -1,12 +1,13 @@
 // GradSync: data-parallel gradient reduction in flat buckets, and global gradient-norm clipping.
 //
-// Replicated parameters are summed over the world; expert parameters (this rank's shard of the experts)
-// over the expert-data-parallel group, the ranks holding the same experts. With reduction kAverage both
-// kinds are then divided by the WORLD size: an expert shard's gradient already sums the contributions of
-// every token of its EP group (the all-to-all brings them), so summing over the EDP group covers every
-// rank's loss once, and dividing by the world size gives the gradient of the mean of the per-rank losses,
-// exactly like the replicated parameters. Use kSum when each rank's loss is already divided by the global
-// token count (token-weighted mean over the global batch).
+// Each gradient is summed over the replica group of its parameter's placement (ProcessGrid::replica_group,
+// device channel): replicated parameters over the world, expert shards over the expert-data-parallel group
+// (the ranks holding the same experts). With reduction kAverage both are then divided by the WORLD size: an
+// expert shard's gradient already sums the contributions of every token of its EP group (the all-to-all
+// brings them), so summing over its replicas covers every rank's loss once, and dividing by the world size
+// gives the gradient of the mean of the per-rank losses, exactly like the replicated parameters. Use kSum
+// when each rank's loss is already divided by the global token count (token-weighted mean over the global
+// batch).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -15,18 +16,18 @@
 #include <string>
 #include <vector>
 
+#include "parallel/placement.h"
+
 namespace l4::parallel {
 
-class Communicator;
 class ProcessGrid;
 
-enum class ParamKind { kReplicated, kExpert };
 enum class GradReduction { kAverage, kSum };
 
 struct SyncParam {
   std::string name;
   at::Tensor param;  // a leaf that requires grad
-  ParamKind kind = ParamKind::kReplicated;
+  Placement placement;
 };
 
 struct GradSyncOptions {
@@ -41,10 +42,7 @@ struct GradSyncOptions {
 
 class GradSync {
  public:
-  // Communicators: world (replicated), edp (expert grads), ep (to count expert shards once in the norm).
-  // They and the parameters must outlive this object.
-  GradSync(std::vector<SyncParam> params, Communicator& world, Communicator& edp, Communicator& ep,
-           GradSyncOptions options = {});
+  // The grid (its device channel's groups) and the parameters must outlive this object.
   GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradSyncOptions options = {});
   ~GradSync();
   GradSync(const GradSync&) = delete;

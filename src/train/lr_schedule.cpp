@@ -15,9 +15,14 @@ double lr_multiplier(const config::ScheduleSection& schedule, int64_t step, int6
   const double ratio = schedule.min_lr_ratio;
   const double span = static_cast<double>(std::max<int64_t>(1, total_steps - schedule.warmup_steps));
   const double progress = std::clamp(static_cast<double>(step - schedule.warmup_steps) / span, 0.0, 1.0);
-  if (schedule.decay == "cosine") return ratio + (1.0 - ratio) * 0.5 * (1.0 + std::cos(M_PI * progress));
-  if (schedule.decay == "linear") return ratio + (1.0 - ratio) * (1.0 - progress);
-  L4_ASSERT(schedule.decay == "constant", "unknown decay '{}'", schedule.decay);
+  switch (schedule.decay) {
+    case config::Decay::kCosine:
+      return ratio + (1.0 - ratio) * 0.5 * (1.0 + std::cos(M_PI * progress));
+    case config::Decay::kLinear:
+      return ratio + (1.0 - ratio) * (1.0 - progress);
+    case config::Decay::kConstant:
+      break;
+  }
   return 1.0;
 }
 

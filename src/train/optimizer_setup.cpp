@@ -6,8 +6,8 @@
 
 namespace l4::train {
 
-OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings,
-                               double eps)
+OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
+                               const std::vector<ParamSetting>& settings, double eps)
     : params_(params) {
   L4_ASSERT(params.size() == settings.size(), "{} params vs {} settings", params.size(), settings.size());
   const std::vector<ParamGroup> groups = group_settings(settings);
@@ -80,14 +80,17 @@ void OptimizerSetup::step() {
       steps[type].push_back(torch::full({}, static_cast<double>(s.step()), p.options().dtype(torch::kFloat)));
     }
     for (auto& [type, list] : params) {
-      at::_fused_adamw_(list, grads[type], exp_avgs[type], exp_avg_sqs[type], /*max_exp_avg_sqs=*/{}, steps[type],
-                        o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
+      at::_fused_adamw_(list, grads[type], exp_avgs[type], exp_avg_sqs[type], /*max_exp_avg_sqs=*/{},
+                        steps[type], o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(),
+                        o.eps(),
                         /*amsgrad=*/false, /*maximize=*/false);
     }
   }
 }
 
-void OptimizerSetup::zero_grad() { optimizer_->zero_grad(/*set_to_none=*/true); }
+void OptimizerSetup::zero_grad() {
+  optimizer_->zero_grad(/*set_to_none=*/true);
+}
 
 std::optional<OptimizerSetup::ParamState> OptimizerSetup::state(const std::string& name) const {
   const at::Tensor& p = params_[index_of(name)].param;
@@ -108,6 +111,30 @@ void OptimizerSetup::set_state(const std::string& name, const ParamState& state)
   s->exp_avg(state.exp_avg.to(p.options()).clone());
   s->exp_avg_sq(state.exp_avg_sq.to(p.options()).clone());
   optimizer_->state()[p.unsafeGetTensorImpl()] = std::move(s);
+}
+
+void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
+  for (const NamedParam& p : params_) {
+    const auto s = state(p.name);
+    if (!s) continue;
+    out.tensor("optimizer.exp_avg." + p.name, s->exp_avg, p.placement);
+    out.tensor("optimizer.exp_avg_sq." + p.name, s->exp_avg_sq, p.placement);
+    out.tensor("optimizer.step." + p.name, at::full({}, s->step, at::kLong),
+               parallel::Placement::replicated());
+  }
+}
+
+void OptimizerSetup::load_state(const checkpoint::StateReader& in) {
+  for (const NamedParam& p : params_) {
+    const std::string avg = "optimizer.exp_avg." + p.name;
+    if (!in.has_tensor(avg)) continue;  // not updated yet when the checkpoint was written
+    const int64_t rows = p.param.dim() > 0 ? p.param.size(0) : -1;
+    ParamState s;
+    s.exp_avg = in.tensor(avg, p.placement, rows);
+    s.exp_avg_sq = in.tensor("optimizer.exp_avg_sq." + p.name, p.placement, rows);
+    s.step = in.tensor("optimizer.step." + p.name, parallel::Placement::replicated()).item<int64_t>();
+    set_state(p.name, s);
+  }
 }
 
 }  // namespace l4::train

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/state.h"
+#include "parallel/placement.h"
 #include "train/param_groups.h"
 
 namespace torch::optim {
@@ -20,13 +22,17 @@ namespace l4::train {
 
 struct NamedParam {
   std::string name;
-  at::Tensor param;  // leaf requiring grad
+  at::Tensor param;               // leaf requiring grad
+  parallel::Placement placement;  // its optimizer state has the same
 };
 
-class OptimizerSetup {
+// A checkpoint component: "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" (placed like the
+// parameter) and "optimizer.step.<name>" for every parameter updated at least once.
+class OptimizerSetup final : public checkpoint::Stateful {
  public:
-  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings, double eps);
-  ~OptimizerSetup();
+  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings,
+                 double eps);
+  ~OptimizerSetup() override;
 
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   // Sets every group's lr to base lr x multiplier.
@@ -45,9 +51,12 @@ class OptimizerSetup {
   std::optional<ParamState> state(const std::string& name) const;
   void set_state(const std::string& name, const ParamState& state);
 
+  void save_state(checkpoint::StateWriter& out) const override;
+  void load_state(const checkpoint::StateReader& in) override;
+
  private:
   std::vector<NamedParam> params_;
-  std::vector<double> base_lr_;         // per optimizer group
+  std::vector<double> base_lr_;          // per optimizer group
   std::vector<int64_t> group_of_param_;  // index into groups, per params_ entry
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   size_t index_of(const std::string& name) const;

@@ -1,7 +1,6 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -10,6 +9,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "checkpoint/state.h"
 #include "checkpoint/training_checkpoint.h"
 #include "core/error.h"
 #include "core/launch_env.h"
@@ -17,20 +17,27 @@
 #include "core/strings.h"
 #include "core/timer.h"
 #include "data/sharded_loader.h"
+#include "model/build.h"
+#include "model/expert_parallel.h"
 #include "model/loss.h"
 #include "parallel/communicator.h"
+#include "parallel/device_channel.h"
 #include "parallel/failure.h"
+#include "parallel/grad_sync.h"
 #include "parallel/mpi_runtime.h"
+#include "parallel/process_grid.h"
+#include "restore/restore.h"
 #include "train/collective_strings.h"
 #include "train/exact_match.h"
 #include "train/flops.h"
 #include "train/gemm_probe.h"
 #include "train/lr_schedule.h"
 #include "train/metrics_log.h"
-#include "train/model_setup.h"
-#include "train/resume_source.h"
+#include "train/optimizer_setup.h"
 #include "train/rng_state.h"
 #include "train/signals.h"
+#include "train/training_state.h"
+#include "vision/image_preprocess.h"
 
 namespace l4::train {
 namespace {
@@ -54,10 +61,6 @@ class AutocastScope {
   bool enabled_;
   at::DeviceType device_;
 };
-
-at::Device training_device(const config::Recipe& recipe) {
-  return recipe.train.device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-}
 
 // The loader's tensors on the training device (the loader itself works on the CPU).
 data::Batch to_device(const data::Batch& batch, at::Device device) {
@@ -83,38 +86,34 @@ struct StepResult {
   double aux_loss = 0.0;  // router loss, averaged over micro-batches and ranks
   double grad_norm = 0.0;
   int64_t loss_tokens = 0;
-  int64_t tokens = 0;     // rows x seq_len over the global batch
+  int64_t tokens = 0;  // rows x seq_len over the global batch
 };
 
+// Every collective says its channel: grid_.host() for control traffic in CPU tensors (stop agreement, loss
+// totals, strings, checkpoint coordination), the grid's device channel (through GradSync and the expert
+// exchange) for gradients and activations.
 class Trainer {
  public:
-  Trainer(const config::Recipe& recipe, parallel::Communicator& world)
-      : recipe_(recipe),
-        world_(world),
-        grid_(world, static_cast<int>(recipe.parallel.expert_parallel), recipe.arch.text_config.num_local_experts) {}
+  Trainer(const config::Recipe& recipe, const parallel::ProcessGrid& grid, const at::Device& device)
+      : recipe_(recipe), grid_(grid), host_(grid.host()), device_(device), rng_(device) {}
 
   int run(const TrainerOptions& options) {
     const config::TrainSection& t = recipe_.train;
-    L4_CHECK(t.global_batch % (t.micro_batch * world_.size()) == 0,
-             "{}: train.global_batch={} must be a multiple of train.micro_batch={} x {} ranks", recipe_.source,
-             t.global_batch, t.micro_batch, world_.size());
+    L4_CHECK(t.global_batch % (t.micro_batch * host_.size()) == 0,
+             "{}: train.global_batch={} must be a multiple of train.micro_batch={} x {} ranks",
+             recipe_.source, t.global_batch, t.micro_batch, host_.size());
     torch::manual_seed(static_cast<uint64_t>(t.seed));
-    setup_ = build_model(recipe_, grid_);
-    if (!device_.is_cpu()) {
-      // Module::to swaps each parameter's data in place: the handles in setup_.trainable / sync follow.
-      if (setup_.multimodal) {
-        setup_.multimodal->to(device_);
-      } else {
-        setup_.model->to(device_);
-      }
+    model_ = model::build(recipe_.arch, restore::model_options(recipe_, grid_, device_));
+    for (model::PlacedParam& p : model::trainable_parameters(*model_)) {
+      trainable_.push_back({p.name, p.param, p.placement});
     }
     const auto names = param_names();
     settings_ = resolve_param_settings(names, recipe_.optimizer, recipe_.arch.text_config.num_hidden_layers);
     if (options.print_param_groups) {
-      if (world_.rank() == 0) std::fputs(format_param_settings(settings_, recipe_.optimizer).c_str(), stdout);
+      if (host_.rank() == 0) std::fputs(format_param_settings(settings_, recipe_.optimizer).c_str(), stdout);
       return 0;
     }
-    optimizer_ = std::make_unique<OptimizerSetup>(setup_.trainable, settings_, recipe_.optimizer.eps);
+    optimizer_ = std::make_unique<OptimizerSetup>(trainable_, settings_, recipe_.optimizer.eps);
     parallel::GradSyncOptions sync_options;
     sync_options.bucket_mb = recipe_.parallel.bucket_mb;
     // Overlap needs every parameter to get a gradient on every rank; a rank whose experts receive no rows
@@ -123,16 +122,19 @@ class Trainer {
                            !(recipe_.lora.rank > 0 && recipe_.parallel.expert_parallel > 1);
     overlap_ = sync_options.overlap;
     sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
-    grad_sync_ = std::make_unique<parallel::GradSync>(setup_.sync, grid_, sync_options);
+    std::vector<parallel::SyncParam> sync;
+    for (const NamedParam& p : trainable_) sync.push_back({p.name, p.param, p.placement});
+    grad_sync_ = std::make_unique<parallel::GradSync>(std::move(sync), grid_, sync_options);
     if (options.eval_only) return evaluate_and_print();
     loader_ = std::make_unique<data::ShardedLoader>(
-        data::loader_options_from_recipe(recipe_, /*eval=*/false, world_.rank(), world_.size()));
-    if (world_.rank() == 0) {
+        data::loader_options_from_recipe(recipe_, /*eval=*/false, host_.rank(), host_.size()));
+    if (host_.rank() == 0) {
       metrics_ = std::make_unique<MetricsLog>(recipe_.logging.run_dir, recipe_.logging.tensorboard);
-      peak_flops_ = recipe_.logging.peak_tflops > 0
-                        ? recipe_.logging.peak_tflops * 1e12
-                        : measure_gemm_peak_flops(t.precision == "bf16" ? "bfloat16" : "float32",
-                                                  device_.is_cpu() ? "cpu" : "cuda");
+      peak_flops_ =
+          recipe_.logging.peak_tflops > 0
+              ? recipe_.logging.peak_tflops * 1e12
+              : measure_gemm_peak_flops(t.precision == config::Precision::kBf16 ? "bfloat16" : "float32",
+                                        device_.is_cpu() ? "cpu" : "cuda");
     }
     flops_per_token_ = training_flops_per_token(recipe_.arch, recipe_.data.seq_len);
     install_stop_signal_handlers();
@@ -143,88 +145,116 @@ class Trainer {
  private:
   std::vector<std::string> param_names() const {
     std::vector<std::string> names;
-    for (const auto& p : setup_.trainable) names.push_back(p.name);
+    for (const auto& p : trainable_) names.push_back(p.name);
     return names;
+  }
+
+  // Logits [B, T, V] of a loader batch: its image tiles go through the vision tower (early fusion).
+  at::Tensor forward(const data::Batch& batch) {
+    model::ModelInput input;
+    input.input_ids = batch.input_ids;
+    input.position_ids = batch.position_ids;
+    input.doc_ids = batch.doc_ids;
+    if (batch.pixel_tiles.defined() && batch.pixel_tiles.size(0) > 0) {
+      L4_CHECK(model_->has_vision(),
+               "the batch has {} image tiles but the model has no vision_config (use an architecture with a "
+               "vision tower, or a text-only dataset)",
+               batch.pixel_tiles.size(0));
+      // HF normalises in bf16 (the values the model was trained on); the tower casts to its own dtype.
+      input.pixel_values = vision::normalize_tiles(batch.pixel_tiles);
+    }
+    return model_->forward(input);
   }
 
   // --- the loop -------------------------------------------------------------------------------------
   int loop() {
     const config::TrainSection& t = recipe_.train;
     const int64_t last = t.stop_at_step > 0 ? t.stop_at_step : t.steps;
-    L4_LOG_INFO("training steps {}..{} of {} on {} rank(s) ({}), expert_parallel={}, global batch {} x {} tokens",
-                step_ + 1, last, t.steps, world_.size(), device_.str(), recipe_.parallel.expert_parallel,
-                t.global_batch, recipe_.data.seq_len);
+    L4_LOG_INFO(
+        "training steps {}..{} of {} on {} rank(s) ({}), expert_parallel={}, global batch {} x {} tokens",
+        counters_.step + 1, last, t.steps, host_.size(), device_.str(), recipe_.parallel.expert_parallel,
+        t.global_batch, recipe_.data.seq_len);
     Stopwatch run_clock;
-    const double elapsed_before = elapsed_s_;
-    while (step_ < last) {
+    const double elapsed_before = counters_.elapsed_s;
+    while (counters_.step < last) {
       if (agree_to_stop()) {
         save();
-        L4_LOG_INFO("preempted at step {} (checkpoint written)", step_);
-        if (world_.rank() == 0) std::printf("preempted at step %lld\n", static_cast<long long>(step_));
+        L4_LOG_INFO("preempted at step {} (checkpoint written)", counters_.step);
+        if (host_.rank() == 0)
+          std::printf("preempted at step %lld\n", static_cast<long long>(counters_.step));
         return 0;
       }
       const data::LoaderState before = loader_->state();
       const data::StepBatch batch = loader_->next_step();
       std::optional<torch::autograd::profiler::RecordProfile> profile;
-      if (step_ + 1 == recipe_.logging.profile_step) {
-        profile.emplace(fmt::format("{}/profile_step_{}_rank{}.json", recipe_.logging.run_dir, step_ + 1,
-                                    world_.rank()));
+      if (counters_.step + 1 == recipe_.logging.profile_step) {
+        profile.emplace(fmt::format("{}/profile_step_{}_rank{}.json", recipe_.logging.run_dir,
+                                    counters_.step + 1, host_.rank()));
       }
       Stopwatch step_clock;
-      const double multiplier = lr_multiplier(recipe_.schedule, step_, t.steps);
+      const double multiplier = lr_multiplier(recipe_.schedule, counters_.step, t.steps);
       optimizer_->set_lr_multiplier(multiplier);
-      if (setup_.expert_runner) setup_.expert_runner->reset_stats();
+      if (model_->expert_exchange()) model_->expert_exchange()->reset_stats();
       StepResult result = forward_backward(batch);
       if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
         optimizer_->zero_grad();
-        if (t.on_nan == "stop") {
-          loader_->restore(before);  // the checkpoint is the last good state, before this batch
+        if (t.on_nan == config::OnNan::kStop) {
+          loader_->load_state(before);  // the checkpoint is the last good state, before this batch
           save();
-          L4_FAIL("non-finite {} at step {} (loss {}, grad norm {}); checkpoint of the last good state written",
-                  std::isfinite(result.loss) ? "gradient" : "loss", step_ + 1, result.loss, result.grad_norm);
+          L4_FAIL(
+              "non-finite {} at step {} (loss {}, grad norm {}); checkpoint of the last good state written",
+              std::isfinite(result.loss) ? "gradient" : "loss", counters_.step + 1, result.loss,
+              result.grad_norm);
         }
-        ++skipped_steps_;
-        L4_LOG_WARN("step {}: non-finite loss or gradient, update skipped (train.on_nan: skip)", step_ + 1);
-        ++step_;
+        ++counters_.skipped_steps;
+        L4_LOG_WARN("step {}: non-finite loss or gradient, update skipped (train.on_nan: skip)",
+                    counters_.step + 1);
+        ++counters_.step;
         continue;
       }
       optimizer_->step();
       optimizer_->zero_grad();
-      ++step_;
+      ++counters_.step;
       const double step_time = step_clock.seconds();
       profile.reset();  // writes the trace
-      tokens_seen_ += result.tokens;
-      elapsed_s_ = elapsed_before + run_clock.seconds();
+      counters_.tokens_seen += result.tokens;
+      counters_.elapsed_s = elapsed_before + run_clock.seconds();
       std::vector<std::pair<std::string, double>> values = {
           {"loss", result.loss},
           {"lr", recipe_.optimizer.lr * multiplier},
           {"grad_norm", result.grad_norm},
           {"tokens", static_cast<double>(result.tokens)},
           {"tokens_per_s", result.tokens / step_time},
-          {"mfu", peak_flops_ > 0 ? result.tokens / step_time * flops_per_token_ / (peak_flops_ * world_.size()) : 0.0},
+          {"mfu", peak_flops_ > 0
+                      ? result.tokens / step_time * flops_per_token_ / (peak_flops_ * host_.size())
+                      : 0.0},
           {"step_time_s", step_time},
-          {"elapsed_s", elapsed_s_}};
-      if (recipe_.train.aux_loss_coef > 0 || recipe_.train.z_loss_coef > 0) values.push_back({"aux_loss", result.aux_loss});
-      if (setup_.expert_runner && recipe_.parallel.capacity_factor > 0) {
-        const parallel::DispatchStats drops = parallel::sum_over_ranks(setup_.expert_runner->stats(), world_);
+          {"elapsed_s", counters_.elapsed_s}};
+      if (recipe_.train.aux_loss_coef > 0 || recipe_.train.z_loss_coef > 0)
+        values.push_back({"aux_loss", result.aux_loss});
+      if (model_->expert_exchange() && recipe_.parallel.capacity_factor > 0) {
+        const parallel::DispatchStats drops =
+            parallel::sum_over_ranks(model_->expert_exchange()->stats(), host_);
         values.push_back({"expert_drop_rate", drops.drop_rate()});
       }
-      if (t.eval_every > 0 && step_ % t.eval_every == 0) add_eval(values);
-      if (step_ % recipe_.logging.every == 0 || step_ == last) log_step(values, step_time);
-      if (recipe_.checkpoint.every > 0 && step_ % recipe_.checkpoint.every == 0 && step_ < last) save();
+      const int64_t step = counters_.step;
+      if (t.eval_every > 0 && step % t.eval_every == 0) add_eval(values);
+      if (step % recipe_.logging.every == 0 || step == last) log_step(values, step_time);
+      if (recipe_.checkpoint.every > 0 && step % recipe_.checkpoint.every == 0 && step < last) save();
     }
     if (t.stop_at_step > 0 && t.stop_at_step < t.steps) {
       save();
-      L4_LOG_INFO("stopped at step {} (train.stop_at_step), checkpoint written", step_);
+      L4_LOG_INFO("stopped at step {} (train.stop_at_step), checkpoint written", counters_.step);
       return 0;
     }
     if (t.eval_every == 0 && !recipe_.data.eval.empty()) {
       std::vector<std::pair<std::string, double>> values;
       add_eval(values);
-      if (metrics_) metrics_->log(step_, values);
+      if (metrics_) metrics_->log(counters_.step, values);
     }
     save();
-    L4_LOG_INFO("done: {} steps, {} tokens in {}", step_, tokens_seen_, format_duration(elapsed_s_));
+    L4_LOG_INFO("done: {} steps, {} tokens in {}", counters_.step, counters_.tokens_seen,
+                format_duration(counters_.elapsed_s));
     return 0;
   }
 
@@ -232,19 +262,19 @@ class Trainer {
     StepResult result;
     const double denominator = static_cast<double>(std::max<int64_t>(1, batch.global_loss_tokens));
     const size_t micro_steps = batch.micro.size();
-    const double aux_weight = 1.0 / static_cast<double>(std::max<size_t>(1, micro_steps) * world_.size());
+    const double aux_weight = 1.0 / static_cast<double>(std::max<size_t>(1, micro_steps) * host_.size());
     double local_loss_sum = 0.0, local_aux = 0.0;
-    setup_.model->train();
+    model_->train();
     for (size_t i = 0; i < micro_steps; ++i) {
       const data::Batch micro = to_device(batch.micro[i], device_);
       at::Tensor loss;
       {
-        AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
-        const at::Tensor logits = setup_.forward(micro);
+        AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
+        const at::Tensor logits = forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         local_loss_sum += sums.sum.item<double>();
         loss = sums.sum / denominator;
-        const at::Tensor aux = setup_.model->router_loss();
+        const at::Tensor aux = model_->router_loss();
         if (aux.defined()) {
           local_aux += aux.item<double>() * aux_weight;
           loss = loss + aux * aux_weight;
@@ -255,7 +285,7 @@ class Trainer {
     }
     grad_sync_->sync();
     at::Tensor totals = at::tensor({local_loss_sum, local_aux}, at::kDouble);
-    world_.all_reduce(totals, parallel::ReduceOp::kSum);
+    host_.all_reduce(totals, parallel::ReduceOp::kSum);
     result.loss = totals[0].item<double>() / denominator;
     result.aux_loss = totals[1].item<double>();
     result.loss_tokens = batch.global_loss_tokens;
@@ -267,13 +297,14 @@ class Trainer {
 
   bool agree_to_stop() {
     at::Tensor flag = at::full({1}, stop_requested() ? 1 : 0, at::kLong);
-    world_.all_reduce(flag, parallel::ReduceOp::kMax);  // a signal on any rank stops every rank
+    host_.all_reduce(flag, parallel::ReduceOp::kMax);  // a signal on any rank stops every rank
     return flag.item<int64_t>() > 0;
   }
 
   void log_step(const std::vector<std::pair<std::string, double>>& values, double step_time) {
     if (!metrics_) return;
-    metrics_->log(step_, values);
+    const int64_t step = counters_.step;
+    metrics_->log(step, values);
     auto get = [&](const char* key) {
       for (const auto& [k, v] : values) {
         if (k == key) return v;
@@ -281,15 +312,17 @@ class Trainer {
       return std::nan("");
     };
     const int64_t last = recipe_.train.stop_at_step > 0 ? recipe_.train.stop_at_step : recipe_.train.steps;
-    std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | mfu {:.1f}%",
-                                   step_, recipe_.train.steps, get("loss"), get("lr"), get("grad_norm"),
-                                   get("tokens_per_s"), 100.0 * get("mfu"));
+    std::string line =
+        fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.0f} tok/s | mfu {:.1f}%", step,
+                    recipe_.train.steps, get("loss"), get("lr"), get("grad_norm"), get("tokens_per_s"),
+                    100.0 * get("mfu"));
     if (std::isfinite(get("eval_loss"))) line += fmt::format(" | eval {:.4f}", get("eval_loss"));
-    line += " | eta " + format_duration((last - step_) * step_time);
+    line += " | eta " + format_duration((last - step) * step_time);
     if (::isatty(STDOUT_FILENO)) {
-      const int width = 20, done = static_cast<int>(width * step_ / std::max<int64_t>(1, last));
-      std::printf("\r[%s%s] %s", std::string(done, '#').c_str(), std::string(width - done, '.').c_str(), line.c_str());
-      if (step_ == last) std::printf("\n");
+      const int width = 20, done = static_cast<int>(width * step / std::max<int64_t>(1, last));
+      std::printf("\r[%s%s] %s", std::string(done, '#').c_str(), std::string(width - done, '.').c_str(),
+                  line.c_str());
+      if (step == last) std::printf("\n");
       std::fflush(stdout);
     } else {
       L4_LOG_INFO("{}", line);
@@ -301,9 +334,10 @@ class Trainer {
     L4_CHECK(!recipe_.data.eval.empty(), "{}: data.eval is empty: nothing to evaluate", recipe_.source);
     resume();
     const EvalResult result = evaluate();
-    if (world_.rank() == 0) {
-      std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f  exact_match %.4f\n", static_cast<long long>(step_),
-                  result.loss, std::exp(result.loss), result.exact_match);
+    if (host_.rank() == 0) {
+      std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f  exact_match %.4f\n",
+                  static_cast<long long>(counters_.step), result.loss, std::exp(result.loss),
+                  result.exact_match);
     }
     return 0;
   }
@@ -323,9 +357,10 @@ class Trainer {
 
   EvalResult evaluate() {
     ExactMatchCounter exact;
-    data::ShardedLoader eval_loader(data::loader_options_from_recipe(recipe_, /*eval=*/true, world_.rank(), world_.size()));
+    data::ShardedLoader eval_loader(
+        data::loader_options_from_recipe(recipe_, /*eval=*/true, host_.rank(), host_.size()));
     torch::NoGradGuard no_grad;
-    setup_.model->eval();
+    model_->eval();
     double loss_sum = 0.0;
     int64_t tokens = 0;
     for (int64_t b = 0; recipe_.train.eval_batches == 0 || b < recipe_.train.eval_batches; ++b) {
@@ -333,8 +368,8 @@ class Trainer {
       if (batch.end_of_data) break;
       for (const auto& cpu_micro : batch.micro) {
         const data::Batch micro = to_device(cpu_micro, device_);
-        AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
-        const at::Tensor logits = setup_.forward(micro);
+        AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
+        const at::Tensor logits = forward(micro);
         const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
         loss_sum += sums.sum.item<double>();
         tokens += sums.count.item<int64_t>();
@@ -344,77 +379,58 @@ class Trainer {
       match_expert_exchanges(static_cast<int64_t>(batch.micro.size()));
     }
     at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
-    world_.all_reduce(totals, parallel::ReduceOp::kSum);
-    setup_.model->train();
-    return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(world_)};
+    host_.all_reduce(totals, parallel::ReduceOp::kSum);
+    model_->train();
+    return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(host_)};
   }
 
   // The last eval batch may be short, leaving ranks with different numbers of micro-batches; the MoE
   // layers' exchanges are collectives over the expert-parallel group, so ranks with fewer run discarded
   // forwards of one padding row until every rank has run as many.
   void match_expert_exchanges(int64_t micro_batches) {
-    if (!setup_.expert_runner) return;
+    if (!model_->expert_exchange()) return;
     at::Tensor most = at::full({1}, micro_batches, at::kLong);
-    world_.all_reduce(most, parallel::ReduceOp::kMax);
+    host_.all_reduce(most, parallel::ReduceOp::kMax);
     const int64_t pad_id = recipe_.arch.text_config.pad_token_id.value_or(0);
     if (most.item<int64_t>() > micro_batches) {
       L4_LOG_DEBUG("eval: {} padding forward(s) to match the other ranks' expert exchanges",
                    most.item<int64_t>() - micro_batches);
     }
     for (int64_t i = micro_batches; i < most.item<int64_t>(); ++i) {
-      AutocastScope autocast(recipe_.train.precision == "bf16", device_.type());
-      setup_.model->forward(at::full({1, recipe_.data.seq_len}, pad_id, at::TensorOptions(at::kLong).device(device_)));
+      AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
+      model_->forward(
+          at::full({1, recipe_.data.seq_len}, pad_id, at::TensorOptions(at::kLong).device(device_)));
     }
   }
 
-  // --- checkpoints ----------------------------------------------------------------------------------
-  // Replicated tensors are saved by rank 0, expert shards by the ranks of the first expert-parallel group.
-  bool saves(const std::string& name) const {
-    return ModelSetup::is_expert_param(name) ? grid_.edp_comm().rank() == 0 : world_.rank() == 0;
-  }
-
-  checkpoint::TensorPiece piece(const std::string& name, const at::Tensor& tensor) const {
-    checkpoint::TensorPiece p{name, tensor, {}, 0};
-    if (ModelSetup::is_expert_param(name) && tensor.dim() > 0) {
-      p.global_shape.assign(tensor.sizes().begin(), tensor.sizes().end());
-      p.global_shape[0] = recipe_.arch.text_config.num_local_experts;
-      p.row_begin = setup_.expert_begin;
-    }
-    return p;
+  // --- checkpoints ---------------------------------------------------------------------------------
+  // The components of a checkpoint, in a fixed order (model tensors, optimizer, loader, RNG, counters).
+  std::vector<checkpoint::Stateful*> components() {
+    model_state_ = std::make_unique<restore::ModelState>(*model_);
+    loader_state_ = std::make_unique<LoaderComponent>(loader_.get());
+    return {model_state_.get(), optimizer_.get(), loader_state_.get(), &rng_, &counters_};
   }
 
   void save() {
     if (recipe_.checkpoint.dir.empty()) return;
+    checkpoint::StateWriter writer([this](const parallel::Placement& p) { return grid_.first_replica(p); });
+    for (const checkpoint::Stateful* component : components()) component->save_state(writer);
     checkpoint::SaveRequest request;
     request.dir = recipe_.checkpoint.dir;
-    request.step = step_;
+    request.step = counters_.step;
     request.keep_last = recipe_.checkpoint.keep_last;
-    request.layout = {{"world_size", world_.size()},
+    request.layout = {{"world_size", host_.size()},
                       {"expert_parallel", recipe_.parallel.expert_parallel},
                       {"arch", config::model_arch_to_yaml(recipe_.arch)}};
     request.config_yaml = config::recipe_to_yaml(recipe_);
-    for (const auto& p : setup_.trainable) {
-      if (!saves(p.name)) continue;
-      request.pieces.push_back(piece(p.name, p.param));
-      if (auto state = optimizer_->state(p.name)) {
-        request.pieces.push_back(piece("optimizer.exp_avg." + p.name, state->exp_avg));
-        request.pieces.push_back(piece("optimizer.exp_avg_sq." + p.name, state->exp_avg_sq));
-        request.pieces.push_back({"optimizer.step." + p.name, at::full({}, state->step, at::kLong), {}, 0});
-      }
-    }
-    request.rank_state = {{"rng", save_cpu_rng_state()}};
-    request.shared_state = {{"step", step_},
-                            {"loader", loader_->state().to_json()},
-                            {"tokens_seen", tokens_seen_},
-                            {"elapsed_s", elapsed_s_},
-                            {"skipped_steps", skipped_steps_}};
+    writer.fill(request);
     checkpoint::SaveCollective collective;
-    collective.rank = world_.rank();
-    collective.world_size = world_.size();
-    collective.barrier = [this] { world_.barrier(); };
+    collective.rank = host_.rank();
+    collective.world_size = host_.size();
+    collective.barrier = [this] { host_.barrier(); };
     collective.gather_to_root = [this](const std::string& s) {
-      std::vector<std::string> all = all_gather_strings(world_, s);
-      return world_.rank() == 0 ? all : std::vector<std::string>{};
+      std::vector<std::string> all = all_gather_strings(host_, s);
+      return host_.rank() == 0 ? all : std::vector<std::string>{};
     };
     const std::string path = checkpoint::save_checkpoint(request, collective);
     L4_LOG_INFO("checkpoint {} written", path);
@@ -422,79 +438,57 @@ class Trainer {
 
   void resume() {
     // Every rank resumes from the checkpoint rank 0 picks.
-    std::string path = world_.rank() == 0 ? resume_path(recipe_.checkpoint) : "";
-    path = broadcast_string(world_, path);
+    std::string path = host_.rank() == 0 ? restore::resume_path(recipe_.checkpoint) : "";
+    path = broadcast_string(host_, path);
     if (path.empty()) return;
-    const checkpoint::Checkpoint ckpt = open_checkpoint_for(path, recipe_.arch);
-    load_trainable(ckpt, setup_);
-    const nlohmann::json& saved = ckpt.manifest.at("tensors");
-    for (const auto& p : setup_.trainable) {
-      const std::string avg = "optimizer.exp_avg." + p.name;
-      if (!saved.contains(avg)) continue;
-      const auto [begin, end] = checkpoint_rows(setup_, p);
-      OptimizerSetup::ParamState state;
-      state.exp_avg = ckpt.read(avg, begin, end);
-      state.exp_avg_sq = ckpt.read("optimizer.exp_avg_sq." + p.name, begin, end);
-      state.step = ckpt.read("optimizer.step." + p.name).item<int64_t>();
-      optimizer_->set_state(p.name, state);
-    }
-    const auto& ranks = ckpt.trainer_state.at("ranks");
-    const size_t mine = ranks.size() == static_cast<size_t>(world_.size()) ? world_.rank() : 0;
-    restore_cpu_rng_state(ranks.at(mine).at("rng").get<std::string>());
-    const auto& shared = ckpt.trainer_state.at("shared");
-    if (loader_) loader_->restore(data::LoaderState::from_json(shared.at("loader")));
-    step_ = shared.at("step").get<int64_t>();
-    tokens_seen_ = shared.value("tokens_seen", int64_t{0});
-    elapsed_s_ = shared.value("elapsed_s", 0.0);
-    skipped_steps_ = shared.value("skipped_steps", int64_t{0});
-    L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s))", path, step_,
+    const checkpoint::Checkpoint ckpt = restore::open_checkpoint(path, &recipe_.arch);
+    const checkpoint::StateReader reader(ckpt, host_.rank(), host_.size());
+    for (checkpoint::Stateful* component : components()) component->load_state(reader);
+    L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s))", ckpt.path, counters_.step,
                 ckpt.manifest.value("world_size", 0));
   }
 
   const config::Recipe& recipe_;
-  parallel::Communicator& world_;
-  const at::Device device_ = training_device(recipe_);
-  parallel::ProcessGrid grid_;
-  ModelSetup setup_;
+  const parallel::ProcessGrid& grid_;
+  parallel::Communicator& host_;
+  const at::Device device_;
+  model::Llama4 model_{nullptr};
+  std::vector<NamedParam> trainable_;  // in named_parameters() order, with placements
   std::vector<ParamSetting> settings_;
   std::unique_ptr<OptimizerSetup> optimizer_;
   std::unique_ptr<parallel::GradSync> grad_sync_;
   std::unique_ptr<data::ShardedLoader> loader_;
   std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<restore::ModelState> model_state_;
+  std::unique_ptr<LoaderComponent> loader_state_;
+  RngState rng_;
+  TrainingCounters counters_;
   bool overlap_ = false;  // gradient all-reduce overlapped with backward
   double peak_flops_ = 0.0;
   double flops_per_token_ = 0.0;
-  int64_t step_ = 0;
-  int64_t tokens_seen_ = 0;
-  int64_t skipped_steps_ = 0;
-  double elapsed_s_ = 0.0;
 };
 
 }  // namespace
 
 int run_training(const config::Recipe& recipe, const TrainerOptions& options) {
-  if (recipe.train.device == "cuda") {
-    // The MPI communicator moves CPU tensors only; gradients on the GPU would need the NCCL communicator
-    // wired into the trainer. One process needs no collectives: the self communicator is the identity.
-    const int world_size = detect_launch_env().world_size;
-    L4_CHECK(world_size <= 1,
-             "{}: train.device=cuda trains on one process; this job has {} ranks (multi-GPU training is not "
-             "supported yet)",
-             recipe.source, world_size);
-    L4_CHECK(torch::cuda::is_available(),
-             "{}: train.device=cuda but no CUDA device is usable (a CPU-only LibTorch, or no GPU visible)",
-             recipe.source);
-    parallel::SelfCommunicator self;
-    int exit_code = 0;
-    parallel::run_or_abort(self, [&] { exit_code = Trainer(recipe, self).run(options); });
-    return exit_code;
-  }
   parallel::DistributedOptions distributed;
   distributed.collective_timeout_s = recipe.parallel.timeout_s;
-  parallel::Communicator& world = parallel::init_distributed(distributed).world();
+  parallel::Communicator& host = parallel::init_distributed(distributed).world();
   int exit_code = 0;
-  parallel::run_or_abort(world, [&] { exit_code = Trainer(recipe, world).run(options); });
+  parallel::run_or_abort(host, [&] {
+    // One rank per device: the GPU is the local rank's; its collectives go over NCCL, control over MPI.
+    const at::Device device = parallel::rank_device(recipe.train.device, detect_launch_env(), recipe.source);
+    const parallel::ProcessGrid grid(host, parallel::make_device_channel(host, device),
+                                     static_cast<int>(recipe.parallel.expert_parallel),
+                                     recipe.arch.text_config.num_local_experts);
+    exit_code = run_training(recipe, grid, device, options);
+  });
   return exit_code;
+}
+
+int run_training(const config::Recipe& recipe, const parallel::ProcessGrid& grid, const at::Device& device,
+                 const TrainerOptions& options) {
+  return Trainer(recipe, grid, device).run(options);
 }
 
 }  // namespace l4::train

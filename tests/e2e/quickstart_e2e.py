@@ -1,8 +1,9 @@
 """The README's first command end to end: scripts/quickstart.sh fine-tunes the bundled base model with LoRA
 (2 ranks, expert_parallel=2, one preemption and resume) and prints eval loss and exact-match accuracy on
 the held-out domain set before and after. The loss must drop by at least 30% and the accuracy rise. It also
-answers a held-out picture question through `generate --config` (the recipe's model and checkpoint); that
-path must give the same text answers as the exported HF directories (base, and merged LoRA)."""
+answers a held-out picture question from the exported multimodal directory, which `generate --config` (the
+recipe's model and checkpoint) must answer alike; and the text answers of `generate --config` must equal
+those of the exported HF directories (base, and merged LoRA)."""
 import os
 import re
 import subprocess
@@ -25,12 +26,12 @@ else:
         failures.append("eval loss dropped by less than 30%")
     if acc1 < acc0 + 0.05:
         failures.append("exact-match accuracy did not rise by 5 points")
+    binary = os.environ.get("L4_BINARY", os.path.join(SOURCE, "build/bin/llama4"))
     image_row = re.search(r'\| image Q answer \(expected: \w+\s*\) \|\s+"(.*)" \|\s+"(.*)" \|', r.stdout)
     if not image_row or not image_row.group(2):
         failures.append("no answer to the picture question in the summary table")
     # generate --config (recipe + checkpoint) against the HF directories' answers printed for the text prompt.
     qa = re.search(r"  Q: (.*)\n  A \(base\):  (.*)\n  A \(tuned\): (.*)\n", r.stdout)
-    binary = os.environ.get("L4_BINARY", os.path.join(SOURCE, "build/bin/llama4"))
     for resume, group in [("checkpoint.resume=none", 2), ("checkpoint.resume=auto", 3)]:
         want = qa.group(group) if qa else None
         g = subprocess.run([binary, "generate", "--config", "recipes/lora_sft_tiny.yaml",
@@ -41,6 +42,15 @@ else:
         print(f"generate --config {resume}: {got!r} (HF directory: {want!r})")
         if g.returncode != 0 or want is None or got != want:
             failures.append(f"generate --config {resume} differs from the HF directory's answer")
+    if image_row:  # the tuned picture answer came from the exported directory; the recipe's model must agree
+        g = subprocess.run([binary, "generate", "--config", "recipes/lora_sft_tiny.yaml",
+                            "checkpoint.dir=runs/quickstart/ckpt", "--prompt", "What colour is the circle?",
+                            "--image", "data/domain/images/img_0589.png", "--max-tokens", "8"],
+                           cwd=SOURCE, capture_output=True, text=True, timeout=300)
+        got = g.stdout.splitlines()[-1].strip() if g.stdout.splitlines() else None
+        print(f"picture: generate --config {got!r}, exported directory {image_row.group(2)!r}")
+        if g.returncode != 0 or got != image_row.group(2):
+            failures.append("generate --config answers the picture question unlike the exported directory")
     for path in ["runs/quickstart/adapter/adapter_config.json", "runs/quickstart/merged/model.safetensors",
                  "runs/quickstart/metrics.jsonl"]:
         if not os.path.exists(os.path.join(SOURCE, path)):

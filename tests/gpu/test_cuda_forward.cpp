@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "gpu/gpu_test_util.h"
-#include "model/llama4_model.h"
+#include "model/llama4.h"
 
 namespace l4::model {
 namespace {
@@ -25,17 +25,18 @@ Inputs make_inputs(int64_t vocab) {
   return in;
 }
 
-Llama4ForCausalLM make_model(const config::TextConfig& config, at::Device device) {
-  Llama4ForCausalLM model(config);
+Llama4 make_model(const config::TextConfig& config, at::Device device) {
+  Llama4 model(config);
   model->init_parameters(/*seed=*/5);  // on the CPU: identical weights whatever the device
   model->to(device);
   model->eval();
   return model;
 }
 
-at::Tensor forward(Llama4ForCausalLM& model, const Inputs& in, at::Device device) {
+at::Tensor forward(Llama4& model, const Inputs& in, at::Device device) {
   torch::NoGradGuard no_grad;
-  return model->forward(in.ids.to(device), std::nullopt, in.doc_ids.to(device)).to(torch::kCPU, torch::kFloat);
+  return model->forward(in.ids.to(device), std::nullopt, in.doc_ids.to(device))
+      .to(torch::kCPU, torch::kFloat);
 }
 
 TEST(CudaForward, Float32LogitsEqualTheCpu) {
@@ -43,14 +44,15 @@ TEST(CudaForward, Float32LogitsEqualTheCpu) {
   testing::use_ieee_fp32_on_gpu();
   const config::TextConfig config = testing::tiny_text_config();
   const Inputs in = make_inputs(config.vocab_size);
-  Llama4ForCausalLM cpu = make_model(config, torch::kCPU);
-  Llama4ForCausalLM gpu = make_model(config, torch::kCUDA);
+  Llama4 cpu = make_model(config, torch::kCPU);
+  Llama4 gpu = make_model(config, torch::kCUDA);
   ASSERT_TRUE(gpu->lm_head->weight.is_cuda());
   const at::Tensor want = forward(cpu, in, torch::kCPU);
   const at::Tensor got = forward(gpu, in, torch::kCUDA);
   ASSERT_EQ(got.sizes(), want.sizes());
   const double err = (got - want).abs().max().item<double>();
-  std::printf("fp32 logits: max |cuda - cpu| = %.3g (max |logit| %.3g)\n", err, want.abs().max().item<double>());
+  std::printf("fp32 logits: max |cuda - cpu| = %.3g (max |logit| %.3g)\n", err,
+              want.abs().max().item<double>());
   EXPECT_LE(err, 1e-4);
 }
 
@@ -59,8 +61,8 @@ TEST(CudaForward, Bfloat16AutocastLogitsCloseToTheCpuFloat32) {
   testing::use_ieee_fp32_on_gpu();
   const config::TextConfig config = testing::tiny_text_config();
   const Inputs in = make_inputs(config.vocab_size);
-  Llama4ForCausalLM cpu = make_model(config, torch::kCPU);
-  Llama4ForCausalLM gpu = make_model(config, torch::kCUDA);
+  Llama4 cpu = make_model(config, torch::kCPU);
+  Llama4 gpu = make_model(config, torch::kCUDA);
   const at::Tensor want = forward(cpu, in, torch::kCPU);
   at::Tensor got;
   {

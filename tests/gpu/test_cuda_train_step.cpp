@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gpu/gpu_test_util.h"
-#include "model/llama4_model.h"
+#include "model/llama4.h"
 #include "model/loss.h"
 #include "train/optimizer_setup.h"
 #include "train/param_groups.h"
@@ -25,7 +25,7 @@ struct TrainRun {
 };
 
 TrainRun train(const config::TextConfig& config, at::Device device, int steps) {
-  model::Llama4ForCausalLM model(config);
+  model::Llama4 model(config);
   model->init_parameters(/*seed=*/9);
   model->set_router_loss({0.01, 0.001});
   model->to(device);

@@ -23,18 +23,20 @@ constexpr uint64_t kSeed = 77;
 struct Model {
   at::Tensor proj, bias;  // replicated
   ExpertWeights experts;  // this rank's shard (all experts in the reference)
+  int64_t expert_begin = 0;
   std::vector<SyncParam> params() const {
-    return {{"proj", proj, ParamKind::kReplicated},
-            {"bias", bias, ParamKind::kReplicated},
-            {"experts.gate_proj", experts.w1, ParamKind::kExpert},
-            {"experts.up_proj", experts.w3, ParamKind::kExpert},
-            {"experts.down_proj", experts.w2, ParamKind::kExpert}};
+    const Placement shard = Placement::sharded(ShardGroup::kExpertParallel, 0, expert_begin, kExperts);
+    return {{"proj", proj, Placement::replicated()},
+            {"bias", bias, Placement::replicated()},
+            {"experts.gate_proj", experts.w1, shard},
+            {"experts.up_proj", experts.w3, shard},
+            {"experts.down_proj", experts.w2, shard}};
   }
 };
 
 Model make_model(int64_t expert_begin, int64_t experts) {
   Model m{at::empty({kDim, kDim}), at::empty({kDim}),
-          testing::make_expert_weights(expert_begin, experts, kDim, kHidden, kSeed, true)};
+          testing::make_expert_weights(expert_begin, experts, kDim, kHidden, kSeed, true), expert_begin};
   init_replicated(m.proj, kSeed, "proj", normal_init(0.4));
   init_replicated(m.bias, kSeed, "bias", normal_init(0.1));
   m.proj.requires_grad_();
@@ -95,9 +97,10 @@ void run(int ep, bool overlap, GradReduction reduction) {
   ExpertDispatch dispatch(grid.ep_comm(), kExperts);
   if (overlap) sync.prepare();
   const at::Tensor h = at::matmul(x, m.proj) + m.bias;
-  const at::Tensor moe = dispatch(h, torch::tensor(ids, torch::kLong), [&](const at::Tensor& rows, const std::vector<int64_t>& c) {
-    return testing::run_experts(rows, c, m.experts);
-  });
+  const at::Tensor moe = dispatch(h, torch::tensor(ids, torch::kLong),
+                                  [&](const at::Tensor& rows, const std::vector<int64_t>& c) {
+                                    return testing::run_experts(rows, c, m.experts);
+                                  });
   at::Tensor loss = loss_of(h, moe, d.probe.narrow(0, off, kRowsPerRank));
   if (reduction == GradReduction::kSum) loss = loss / w;
   loss.backward();
@@ -113,7 +116,8 @@ void run(int ep, bool overlap, GradReduction reduction) {
   const double clip_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el), comm);
   const double norm_err = testing::max_over_ranks(std::abs(norm - ref_norm), comm);
 
-  const std::string what = fmt::format("ep={} overlap={} sum={}", ep, overlap, reduction == GradReduction::kSum);
+  const std::string what =
+      fmt::format("ep={} overlap={} sum={}", ep, overlap, reduction == GradReduction::kSum);
   EXPECT_GE(sync.num_buckets(), 3u) << what;
   // With overlap, the hooks must have started buckets during backward (the last one may wait for sync()).
   if (overlap) EXPECT_GE(sync.buckets_launched_in_backward(), sync.num_buckets() - 1) << what;

@@ -11,8 +11,8 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/weight_source.h"
 #include "core/error.h"
+#include "model/build.h"
 #include "model/loss.h"
-#include "model/pretrained.h"
 #include "model/rope.h"
 
 namespace l4::model {
@@ -33,11 +33,10 @@ class ModelParity : public ::testing::TestWithParam<std::string> {};
 TEST_P(ModelParity, LogitsLossAndGradientsMatchTransformers) {
   const std::string dir = kData + GetParam();
   torch::manual_seed(0);
-  PretrainedText loaded = load_pretrained_text(dir + "/model");
-  Llama4ForCausalLM& model = loaded.model;
+  Llama4 model = load_pretrained(dir + "/model");
   const auto data = checkpoint::SafetensorsFile::open(dir + "/data.safetensors");
 
-  EXPECT_TRUE(torch::equal(rope_inv_freq(model->config()), data->load("rope_inv_freq")));
+  EXPECT_TRUE(torch::equal(rope_inv_freq(model->text_config()), data->load("rope_inv_freq")));
   const at::Tensor logits = model->forward(data->load("input_ids"));
   const at::Tensor loss = causal_lm_loss(logits, data->load("labels"));
   loss.backward();
@@ -70,28 +69,28 @@ INSTANTIATE_TEST_SUITE_P(Configs, ModelParity,
 
 TEST(ModelParity, PackedDocumentsMatchEachDocumentAlone) {
   const std::string dir = kData + "moe_every_layer";
-  PretrainedText loaded = load_pretrained_text(dir + "/model");
+  Llama4 model = load_pretrained(dir + "/model");
   const auto data = checkpoint::SafetensorsFile::open(dir + "/data.safetensors");
   torch::NoGradGuard no_grad;
   for (const bool per_document : {false, true}) {
-    loaded.model->model->max_mask_elements = per_document ? 0 : int64_t{1} << 26;
+    model->model->max_mask_elements = per_document ? 0 : int64_t{1} << 26;
     const at::Tensor logits =
-        loaded.model->forward(data->load("packed_input_ids"), std::nullopt, data->load("packed_doc_ids"));
+        model->forward(data->load("packed_input_ids"), std::nullopt, data->load("packed_doc_ids"));
     const double err = max_abs(logits, data->load("packed_logits"));
     std::printf("[packed, %s] logits max-abs %.3g\n", per_document ? "per document" : "masks", err);
     EXPECT_LE(err, 1e-4);
   }
   // Without the document boundary the second document sees the first: the check above can fail.
-  const at::Tensor unpacked = loaded.model->forward(data->load("packed_input_ids"));
+  const at::Tensor unpacked = model->forward(data->load("packed_input_ids"));
   EXPECT_GT(max_abs(unpacked, data->load("packed_logits")), 1e-3);
 }
 
 TEST(ModelParity, ParameterNamesEqualTheCheckpoints) {
   const std::string dir = kData + "interleave_llama3";
-  PretrainedText loaded = load_pretrained_text(dir + "/model");
+  Llama4 model = load_pretrained(dir + "/model");
   const auto weights = checkpoint::SafetensorsFile::open(dir + "/model/model.safetensors");
   std::vector<std::string> ours, theirs;
-  for (const auto& item : loaded.model->named_parameters()) ours.push_back(item.key());
+  for (const auto& item : model->named_parameters()) ours.push_back(item.key());
   for (const auto& entry : weights->entries()) theirs.push_back(entry.name);
   std::sort(ours.begin(), ours.end());
   std::sort(theirs.begin(), theirs.end());
@@ -117,7 +116,7 @@ TEST(ModelParity, LoadingReportsMissingUnexpectedAndMisshapenTensors) {
   tensors.emplace_back("model.layers.9.extra.weight", torch::zeros({2}));
   checkpoint::save_hf_weights(dir.string(), tensors);
   try {
-    load_pretrained_text(dir.string());
+    load_pretrained(dir.string());
     ADD_FAILURE() << "loading a bad checkpoint succeeded";
   } catch (const l4::Error& e) {
     const std::string message = e.what();

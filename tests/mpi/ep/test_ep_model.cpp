@@ -22,9 +22,10 @@
 #include "checkpoint/model_weights.h"
 #include "checkpoint/safetensors.h"
 #include "model/expert_parallel.h"
-#include "model/llama4_model.h"
+#include "model/llama4.h"
 #include "model/loss.h"
-#include "model/pretrained.h"
+#include "model/placed.h"
+#include "model/weights.h"
 #include "mpi/mpi_test_util.h"
 #include "parallel/grad_sync.h"
 #include "parallel/process_grid.h"
@@ -91,11 +92,11 @@ Batch make_batch(int64_t rows, bool packed) {
   return b;
 }
 
-using Tweak = std::function<void(Llama4ForCausalLMImpl&)>;
+using Tweak = std::function<void(Llama4Impl&)>;
 
 // Routes (nearly) every token to expert 0: a large constant hidden channel read by the router's row 0.
 Tweak skew_routing(double strength) {
-  return [strength](Llama4ForCausalLMImpl& m) {
+  return [strength](Llama4Impl& m) {
     torch::NoGradGuard no_grad;
     m.model->embed_tokens->weight.select(1, 0).fill_(5.0);
     for (auto& layer : m.model->decoder_layers) {
@@ -106,16 +107,15 @@ Tweak skew_routing(double strength) {
 
 struct RunResult {
   std::vector<double> losses;
-  at::Tensor first_logits;                // this rank's rows
-  std::vector<at::Tensor> first_counts;   // per MoE layer, this rank's (token, slot) pairs per expert
-  std::map<std::string, at::Tensor> params;  // full tensors (expert shards gathered)
+  at::Tensor first_logits;                        // this rank's rows
+  std::vector<at::Tensor> first_counts;           // per MoE layer, this rank's (token, slot) pairs per expert
+  std::map<std::string, at::Tensor> params;       // full tensors (expert shards gathered)
   std::map<std::string, at::Tensor> first_grads;  // reduced gradients of the first step, full tensors
 };
 
 // Expert shards of every rank of the EP group in one [E, ...] tensor (collective over the group).
-at::Tensor full_tensor(const std::string& name, const at::Tensor& t, const parallel::ProcessGrid* grid) {
-  const bool expert = name.find(".experts.") != std::string::npos;
-  return grid && expert && grid->layout().ep > 1 ? grid->gather_experts(t) : t;
+at::Tensor full_tensor(const PlacedParam& p, const at::Tensor& t, const parallel::ProcessGrid* grid) {
+  return grid && p.placement.is_sharded() && grid->layout().ep > 1 ? grid->gather_experts(t) : t;
 }
 
 // One training run of kSteps AdamW steps. grid == nullptr: one process on the whole batch. Otherwise this
@@ -127,21 +127,20 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
   Batch local = global;
   if (grid) {
     options.experts = {grid->expert_begin(), grid->experts_per_rank()};
-    const int64_t per_rank = global.input_ids.size(0) / grid->world().size();
-    local = global.rows(grid->world().rank() * per_rank, (grid->world().rank() + 1) * per_rank);
+    const int64_t per_rank = global.input_ids.size(0) / grid->host().size();
+    local = global.rows(grid->host().rank() * per_rank, (grid->host().rank() + 1) * per_rank);
   }
-  Llama4ForCausalLM model(config, options);
+  Llama4 model(config, options);
   model->init_parameters(kSeed);
   if (tweak) tweak(*model);
   if (grid && grid->layout().ep > 1) install_expert_parallel(*model, grid->ep_comm());
 
   std::vector<parallel::SyncParam> sync;
   std::vector<at::Tensor> params;
-  for (const auto& item : model->named_parameters()) {
-    const bool expert = item.key().find(".experts.") != std::string::npos;
-    sync.push_back(
-        {item.key(), item.value(), expert ? parallel::ParamKind::kExpert : parallel::ParamKind::kReplicated});
-    params.push_back(item.value());
+  const std::vector<PlacedParam> placed = placed_parameters(*model);
+  for (const PlacedParam& p : placed) {
+    sync.push_back({p.name, p.param, p.placement});
+    params.push_back(p.param);
   }
   std::unique_ptr<parallel::GradSync> grad_sync;
   if (grid) {
@@ -158,21 +157,20 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
   RunResult result;
   for (int64_t step = 0; step < kSteps; ++step) {
     optimizer.zero_grad();
-    const at::Tensor logits = model->forward(
-        local.input_ids, std::nullopt,
-        local.doc_ids.defined() ? std::optional<at::Tensor>(local.doc_ids) : std::nullopt);
+    const at::Tensor logits =
+        model->forward(local.input_ids, std::nullopt,
+                       local.doc_ids.defined() ? std::optional<at::Tensor>(local.doc_ids) : std::nullopt);
     const LossSum sums = cross_entropy_sum(logits, local.labels);
     at::Tensor totals = at::stack({sums.sum.detach().to(at::kDouble), sums.count.to(at::kDouble)});
-    if (grid) grid->world().all_reduce(totals, parallel::ReduceOp::kSum);
+    if (grid) grid->host().all_reduce(totals, parallel::ReduceOp::kSum);
     const double global_tokens = totals[1].item<double>();
     if (grad_sync) grad_sync->prepare();
     (sums.sum / global_tokens).backward();
     if (grad_sync) grad_sync->sync();
     if (step == 0) {
-      for (const auto& item : model->named_parameters()) {
-        const at::Tensor& p = item.value();
-        const at::Tensor g = p.grad().defined() ? p.grad() : at::zeros_like(p);
-        result.first_grads[item.key()] = full_tensor(item.key(), g.detach().clone(), grid);
+      for (const PlacedParam& p : placed) {
+        const at::Tensor g = p.param.grad().defined() ? p.param.grad() : at::zeros_like(p.param);
+        result.first_grads[p.name] = full_tensor(p, g.detach().clone(), grid);
       }
     }
     optimizer.step();
@@ -182,9 +180,7 @@ RunResult train(const config::TextConfig& config, const Batch& global, const par
       for (const at::Tensor& c : model->expert_token_counts()) result.first_counts.push_back(c.clone());
     }
   }
-  for (const auto& item : model->named_parameters()) {
-    result.params[item.key()] = full_tensor(item.key(), item.value().detach(), grid);
-  }
+  for (const PlacedParam& p : placed) result.params[p.name] = full_tensor(p, p.param.detach(), grid);
   return result;
 }
 
@@ -200,8 +196,8 @@ Errors compare(const config::TextConfig& config, const Batch& global, const para
   if (check_reference) check_reference(reference);
   const RunResult run = train(config, global, &grid, tweak);
   Errors e;
-  const int64_t per_rank = global.input_ids.size(0) / grid.world().size();
-  const int64_t begin = grid.world().rank() * per_rank;
+  const int64_t per_rank = global.input_ids.size(0) / grid.host().size();
+  const int64_t begin = grid.host().rank() * per_rank;
   const at::Tensor my_rows = reference.first_logits.slice(0, begin, begin + per_rank);
   e.logits = (run.first_logits - my_rows).abs().max().item<double>();
   for (int64_t s = 0; s < kSteps; ++s) {
@@ -219,10 +215,10 @@ Errors compare(const config::TextConfig& config, const Batch& global, const para
     if (diff > e.params) e.worst_param = name;
     e.params = std::max(e.params, diff);
   }
-  e.logits = max_over_ranks(e.logits, grid.world());
-  e.loss = max_over_ranks(e.loss, grid.world());
-  e.params = max_over_ranks(e.params, grid.world());
-  e.grads = max_over_ranks(e.grads, grid.world());
+  e.logits = max_over_ranks(e.logits, grid.host());
+  e.loss = max_over_ranks(e.loss, grid.host());
+  e.params = max_over_ranks(e.params, grid.host());
+  e.grads = max_over_ranks(e.grads, grid.host());
   return e;
 }
 
@@ -282,8 +278,7 @@ TEST(ExpertParallelModel, PackedRowsWithLossMasksMatch) {
   const config::TextConfig config = tiny_config();
   const Batch global = make_batch(kRowsPerRank * world().size(), /*packed=*/true);
   // Ranks hold different numbers of loss tokens: the token-weighted global loss must still match.
-  const at::Tensor per_rank_tokens =
-      (global.labels != kIgnoreIndex).view({world().size(), -1}).sum(1);
+  const at::Tensor per_rank_tokens = (global.labels != kIgnoreIndex).view({world().size(), -1}).sum(1);
   if (world().size() > 1) {
     ASSERT_NE(per_rank_tokens[0].item<int64_t>(), per_rank_tokens[1].item<int64_t>());
   }
@@ -305,7 +300,7 @@ TEST(ExpertParallelModel, CapacityDroppingIsDeterministicAndCounted) {
     parallel::ProcessGrid grid(world(), ep, config.num_local_experts);
     ModelOptions options;
     options.experts = {grid.expert_begin(), grid.experts_per_rank()};
-    Llama4ForCausalLM model(config, options);
+    Llama4 model(config, options);
     model->init_parameters(kSeed);
     skew_routing(0.5)(*model);
     auto runner = install_expert_parallel(*model, grid.ep_comm(), {cf});
@@ -325,7 +320,7 @@ TEST(ExpertParallelModel, CapacityDroppingIsDeterministicAndCounted) {
 
     // One process, the full model, the same capacity, this rank's rows only.
     parallel::SelfCommunicator self;
-    Llama4ForCausalLM single(config);
+    Llama4 single(config);
     single->init_parameters(kSeed);
     skew_routing(0.5)(*single);
     auto single_runner = install_expert_parallel(*single, self, {cf});
@@ -357,7 +352,7 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
   at::Tensor pid = at::full({1}, static_cast<int64_t>(::getpid()), at::kLong);
   world().broadcast(pid, 0);  // one directory name for all ranks
   const std::string dir = "/tmp/l4_ep_ckpt_" + std::to_string(pid.item<int64_t>());
-  Llama4ForCausalLM full(config);
+  Llama4 full(config);
   full->init_parameters(kSeed);
   int64_t expert_bytes = 0, replicated_bytes = 0;
   for (const auto& item : full->named_parameters()) {
@@ -385,7 +380,7 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
     parallel::ProcessGrid grid(world(), ep, config.num_local_experts);
     ModelOptions options;
     options.experts = {grid.expert_begin(), grid.experts_per_rank()};
-    Llama4ForCausalLM model(config, options);
+    Llama4 model(config, options);
     const checkpoint::ModelWeights weights = checkpoint::ModelWeights::open_dir(dir);
     const auto read_bytes = [] {  // bytes this process read through read()/pread() so far
       std::ifstream io("/proc/self/io");
@@ -397,7 +392,7 @@ TEST(ExpertParallelModel, LoadsOnlyItsExpertRowsFromAShardedCheckpoint) {
       return int64_t{-1};
     };
     const int64_t before = read_bytes();
-    load_text_weights(*model, weights);
+    load_weights(*model, weights);
     const int64_t read = read_bytes() - before;
     double error = 0;
     for (const auto& item : model->named_parameters()) {

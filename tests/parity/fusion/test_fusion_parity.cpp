@@ -11,11 +11,13 @@
 #include <set>
 
 #include "checkpoint/model_weights.h"
+#include "checkpoint/name_mapping.h"
 #include "checkpoint/safetensors.h"
 #include "config/model_arch.h"
 #include "core/error.h"
 #include "core/file_io.h"
-#include "model/llama4_multimodal.h"
+#include "model/build.h"
+#include "model/weights.h"
 
 namespace l4 {
 namespace {
@@ -26,7 +28,8 @@ const std::string kData = std::string(L4_TEST_DATA_DIR) + "/fusion/";
 
 struct Reference {
   json info = json::parse(read_file(kData + "info.json"));
-  std::shared_ptr<checkpoint::SafetensorsFile> io = checkpoint::SafetensorsFile::open(kData + "io.safetensors");
+  std::shared_ptr<checkpoint::SafetensorsFile> io =
+      checkpoint::SafetensorsFile::open(kData + "io.safetensors");
   at::Tensor get(const std::string& name) const { return io->load(name); }
 };
 
@@ -36,6 +39,13 @@ double max_abs(const at::Tensor& a, const at::Tensor& b) {
 
 double relative(const at::Tensor& ours, const at::Tensor& want) {
   return max_abs(ours, want) / std::max(1e-12, want.to(at::kDouble).abs().max().item<double>());
+}
+
+at::Tensor forward(model::Llama4& m, const at::Tensor& input_ids, const at::Tensor& pixel_values) {
+  model::ModelInput input;
+  input.input_ids = input_ids;
+  input.pixel_values = pixel_values;
+  return m->forward(input);
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -49,24 +59,25 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(FusionParity, NamesEqualHfSavePretrained) {
   const Reference ref;
-  const model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(kData + "model");
+  const model::Llama4 loaded = model::load_pretrained(kData + "model");
   std::set<std::string> ours, theirs;
-  for (const auto& item : loaded.model->named_parameters()) ours.insert(item.key());
+  for (const auto& item : loaded->named_parameters()) {
+    ours.insert(checkpoint::canonical_to_hf(item.key(), checkpoint::HfLayout::kConditionalGeneration));
+  }
   for (const auto& name : ref.info["saved_names"]) theirs.insert(name.get<std::string>());
   EXPECT_EQ(ours, theirs);
 }
 
 TEST(FusionParity, LogitsAndVisionGradientsMatchHf) {
   const Reference ref;
-  const model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(kData + "model");
-  model::Llama4ForConditionalGeneration m = loaded.model;
+  model::Llama4 m = model::load_pretrained(kData + "model");
   m->eval();
   const at::Tensor input_ids = ref.get("input_ids");
   const at::Tensor pixel_values = ref.get("pixel_values");
   ASSERT_EQ(pixel_values.size(0), 8);  // 2x3 grid + global tile, and one tile
   ASSERT_EQ(input_ids.eq(ref.info["image_token_index"].get<int64_t>()).sum().item<int64_t>(),
             8 * m->vision_model->tokens_per_tile());
-  const at::Tensor logits = m->forward(input_ids, pixel_values);
+  const at::Tensor logits = forward(m, input_ids, pixel_values);
   const at::Tensor want = ref.get("logits");
   ASSERT_EQ(logits.sizes(), want.sizes());
   const double logits_err = max_abs(logits, want);
@@ -94,10 +105,10 @@ TEST(FusionParity, LogitsAndVisionGradientsMatchHf) {
 
 TEST(FusionParity, FrozenTowerGivesSameLogitsAndOnlyProjectorGradients) {
   const Reference ref;
-  model::Llama4ForConditionalGeneration m = model::load_pretrained_multimodal(kData + "model").model;
+  model::Llama4 m = model::load_pretrained(kData + "model");
   m->set_freeze_vision(true);
   for (const auto& p : m->vision_model->parameters()) EXPECT_FALSE(p.requires_grad());
-  const at::Tensor logits = m->forward(ref.get("input_ids"), ref.get("pixel_values"));
+  const at::Tensor logits = forward(m, ref.get("input_ids"), ref.get("pixel_values"));
   EXPECT_LE(max_abs(logits, ref.get("logits")), 1e-4);
   (logits * ref.get("grad_weights")).sum().backward();
   for (const auto& p : m->vision_model->parameters()) EXPECT_FALSE(p.grad().defined());
@@ -108,50 +119,57 @@ TEST(FusionParity, FrozenTowerGivesSameLogitsAndOnlyProjectorGradients) {
 
 TEST(FusionParity, TileCountMismatchNamesBothCounts) {
   const Reference ref;
-  model::Llama4ForConditionalGeneration m = model::load_pretrained_multimodal(kData + "model").model;
+  model::Llama4 m = model::load_pretrained(kData + "model");
   torch::NoGradGuard no_grad;
   const at::Tensor pixels = ref.get("pixel_values");
   const int64_t per_tile = m->vision_model->tokens_per_tile();
-  const std::string message = error_of([&] { m->forward(ref.get("input_ids"), pixels.slice(0, 1)); });
+  const std::string message = error_of([&] { forward(m, ref.get("input_ids"), pixels.slice(0, 1)); });
   EXPECT_NE(message.find(std::to_string(8 * per_tile)), std::string::npos) << message;
   EXPECT_NE(message.find(std::to_string(7 * per_tile)), std::string::npos) << message;
   // Wrong tile shape: named.
-  const std::string shape = error_of([&] { m->forward(ref.get("input_ids"), pixels.slice(2, 0, 300)); });
+  const std::string shape = error_of([&] { forward(m, ref.get("input_ids"), pixels.slice(2, 0, 300)); });
   EXPECT_NE(shape.find("pixel_values"), std::string::npos) << shape;
 }
 
 TEST(FusionParity, TextOnlyCheckpointFillsTheTextPart) {
   const Reference ref;
-  model::PretrainedMultimodal full = model::load_pretrained_multimodal(kData + "model");
-  model::Llama4ForConditionalGeneration m(full.arch);
+  model::Llama4 full = model::load_pretrained(kData + "model");
+  model::Llama4 m(full->arch());
   m->reset_parameters(7);
   const at::Tensor tower_before = m->vision_model->class_embedding.clone();
-  model::load_multimodal_weights(*m, checkpoint::ModelWeights::open_dir(kData + "text_model"));
-  auto theirs = full.model->named_parameters();
+  EXPECT_FALSE(model::load_weights(*m, checkpoint::ModelWeights::open_dir(kData + "text_model")));
+  auto theirs = full->named_parameters();
+  int text_tensors = 0;
   for (const auto& item : m->named_parameters()) {
-    if (item.key().rfind("language_model.", 0) == 0) {
+    if (item.key().rfind("model.", 0) == 0 || item.key().rfind("lm_head.", 0) == 0) {
       EXPECT_TRUE(item.value().equal(*theirs.find(item.key()))) << item.key();
+      ++text_tensors;
     }
   }
+  EXPECT_GT(text_tensors, 10);
   EXPECT_TRUE(m->vision_model->class_embedding.equal(tower_before));
   // Without pixel_values the <|patch|> ids keep their text embeddings, as the text model computes them.
   torch::NoGradGuard no_grad;
   const at::Tensor ids = ref.get("input_ids").slice(1, 0, 40);
-  EXPECT_LE(max_abs(m->forward(ids), full.model->language_model->forward(ids)), 1e-6);
+  EXPECT_LE(max_abs(m->forward(ids), full->forward(ids)), 1e-6);
 }
 
 TEST(FusionParity, CheckpointThatDoesNotFitIsRejectedWithNames) {
   config::ModelArch arch = config::load_model_arch(kData + "model");
   arch.vision_config->num_hidden_layers += 1;
-  model::Llama4ForConditionalGeneration m(arch);
-  const std::string message = error_of(
-      [&] { model::load_multimodal_weights(*m, checkpoint::ModelWeights::open_dir(kData + "model")); });
+  model::Llama4 m(arch);
+  const std::string message =
+      error_of([&] { model::load_weights(*m, checkpoint::ModelWeights::open_dir(kData + "model")); });
   EXPECT_NE(message.find("vision_model.model.layers.2."), std::string::npos) << message;
-  // A text-only architecture cannot build the multimodal model.
+  // A text-only architecture builds no tower: image tiles are refused, naming the missing vision_config.
   config::ModelArch text_only = arch;
   text_only.vision_config.reset();
-  EXPECT_NE(error_of([&] { model::Llama4ForConditionalGeneration bad(text_only); }).find("vision_config"),
-            std::string::npos);
+  model::Llama4 text(text_only);
+  torch::NoGradGuard no_grad;
+  const Reference ref;
+  EXPECT_NE(
+      error_of([&] { forward(text, ref.get("input_ids"), ref.get("pixel_values")); }).find("vision_config"),
+      std::string::npos);
 }
 
 }  // namespace

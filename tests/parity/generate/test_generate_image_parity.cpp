@@ -13,12 +13,13 @@
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/file_io.h"
-#include "lora/image_prompt.h"
-#include "lora/kv_decoder.h"
-#include "model/llama4_multimodal.h"
+#include "generate/generator.h"
+#include "generate/image_prompt.h"
+#include "model/build.h"
+#include "model/kv_cache.h"
 #include "tokenizer/tokenizer.h"
 
-namespace l4::lora {
+namespace l4::generate {
 namespace {
 
 using nlohmann::json;
@@ -28,10 +29,26 @@ const std::string kData = std::string(L4_TEST_DATA_DIR) + "/generate_image/";
 struct Fixture {
   json cases = json::parse(read_file(kData + "cases.json"));
   std::unique_ptr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::load(kData + "model");
-  model::PretrainedMultimodal loaded = model::load_pretrained_multimodal(kData + "model");
+  model::Llama4 model = model::load_pretrained(kData + "model");
   std::shared_ptr<checkpoint::SafetensorsFile> logits =
       checkpoint::SafetensorsFile::open(kData + "logits.safetensors");
-  Fixture() { loaded.model->eval(); }
+  Fixture() { model->eval(); }
+
+  // Logits of the prompt (images fused in) through the cache, then of each of `tokens` fed one at a time.
+  std::vector<at::Tensor> cached_steps(const ImagePrompt& p, const std::vector<int64_t>& tokens) {
+    model::KvCache cache(model->text_config().num_hidden_layers);
+    model::ModelInput input;
+    input.cache = &cache;
+    input.input_ids = torch::tensor(p.ids, torch::kLong).unsqueeze(0);
+    input.pixel_values = p.pixel_values;
+    std::vector<at::Tensor> steps = {model->forward(input).to(at::kFloat)};
+    input.pixel_values = at::Tensor();
+    for (int64_t id : tokens) {
+      input.input_ids = torch::tensor({id}, torch::kLong).view({1, 1});
+      steps.push_back(model->forward(input).to(at::kFloat));
+    }
+    return steps;
+  }
 
   std::vector<std::string> images(const json& c, bool other = false) const {
     std::vector<std::string> out;
@@ -41,7 +58,7 @@ struct Fixture {
   }
   ImagePrompt prompt(const json& c, bool other = false) const {
     return build_image_prompt(*tok, c.at("text").get<std::string>(), images(c, other),
-                              *loaded.arch.vision_config);
+                              *model->arch().vision_config);
   }
   SamplingOptions options(const json& c) const {
     SamplingOptions o;
@@ -70,11 +87,11 @@ TEST(GenerateImageParity, GreedyIdsEqualHfGenerate) {
   for (const auto& c : f.cases) {
     const auto want = c.at("generated").get<std::vector<int64_t>>();
     const ImagePrompt p = f.prompt(c);
-    const auto got = generate(*f.loaded.model, p.ids, p.pixel_values, f.options(c));
+    const auto got = generate(*f.model, p.ids, p.pixel_values, f.options(c));
     EXPECT_EQ(got, want) << c.at("name");
     // Another first image: HF's ids for it, which differ (the image reaches the answer).
     const ImagePrompt o = f.prompt(c, /*other=*/true);
-    const auto other = generate(*f.loaded.model, o.ids, o.pixel_values, f.options(c));
+    const auto other = generate(*f.model, o.ids, o.pixel_values, f.options(c));
     EXPECT_EQ(other, c.at("generated_other_image").get<std::vector<int64_t>>()) << c.at("name");
     EXPECT_NE(other, got);
     std::cout << "[generate-image] " << c.at("name").get<std::string>() << ": " << p.num_tiles << " tiles, "
@@ -88,21 +105,16 @@ TEST(GenerateImageParity, CachedLogitsEqualHf) {
   for (const auto& c : f.cases) {
     const auto generated = c.at("generated").get<std::vector<int64_t>>();
     const ImagePrompt p = f.prompt(c);
-    KvDecoder decoder(*f.loaded.model->language_model);
-    const at::Tensor ids = torch::tensor(p.ids, torch::kLong).unsqueeze(0);
-    std::vector<at::Tensor> steps = {
-        decoder.step_embeds(f.loaded.model->fused_embeddings(ids, p.pixel_values)).select(1, -1)};
-    for (size_t i = 0; i + 1 < generated.size(); ++i) {
-      steps.push_back(decoder.step(torch::tensor({generated[i]}, torch::kLong).view({1, 1})).select(1, -1));
-    }
+    std::vector<at::Tensor> steps =
+        f.cached_steps(p, std::vector<int64_t>(generated.begin(), generated.end() - 1));
+    for (at::Tensor& step : steps) step = step.select(1, -1);
     const at::Tensor ours = torch::cat(steps, 0);
     const at::Tensor want = f.logits->load(c.at("name").get<std::string>());
     ASSERT_EQ(ours.sizes(), want.sizes());
     const double diff = (ours - want).abs().max().item<double>();
     std::cout << "[generate-image] " << c.at("name").get<std::string>() << ": logits of " << want.size(0)
               << " generated tokens, max-abs vs HF " << diff << " (max |logit| "
-              << want.abs().max().item<double>()
-              << ")\n";
+              << want.abs().max().item<double>() << ")\n";
     EXPECT_LE(diff, 1e-4);
   }
 }
@@ -112,27 +124,23 @@ TEST(GenerateImageParity, CachedEqualsFullMultimodalForwardEachStep) {
   for (const auto& c : f.cases) {
     const ImagePrompt p = f.prompt(c);
     const SamplingOptions o = f.options(c);
-    const auto cached = generate(*f.loaded.model, p.ids, p.pixel_values, o);
-    const auto uncached =
-        generate_greedy_uncached(*f.loaded.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
+    const auto cached = generate(*f.model, p.ids, p.pixel_values, o);
+    const auto uncached = generate_greedy_uncached(*f.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
     EXPECT_EQ(cached, uncached) << c.at("name");
     EXPECT_GE(cached.size(), 8u);
     // Logits: prefill + one token at a time through the cache vs one full multimodal forward.
     torch::NoGradGuard no_grad;
     std::vector<int64_t> all = p.ids;
     all.insert(all.end(), cached.begin(), cached.end());
-    const at::Tensor full =
-        f.loaded.model->forward(torch::tensor(all, torch::kLong).unsqueeze(0), p.pixel_values);
-    KvDecoder decoder(*f.loaded.model->language_model);
-    const at::Tensor prompt = torch::tensor(p.ids, torch::kLong).unsqueeze(0);
-    std::vector<at::Tensor> steps = {
-        decoder.step_embeds(f.loaded.model->fused_embeddings(prompt, p.pixel_values))};
-    for (size_t i = p.ids.size(); i < all.size(); ++i) {
-      steps.push_back(decoder.step(torch::tensor({all[i]}, torch::kLong).view({1, 1})));
-    }
+    model::ModelInput whole;
+    whole.input_ids = torch::tensor(all, torch::kLong).unsqueeze(0);
+    whole.pixel_values = p.pixel_values;
+    const at::Tensor full = f.model->forward(whole);
+    const std::vector<at::Tensor> steps = f.cached_steps(p, cached);
     const double diff = (torch::cat(steps, 1) - full.to(at::kFloat)).abs().max().item<double>();
     std::cout << "[generate-image] " << c.at("name").get<std::string>()
-              << ": KV cache vs full forward logits max-abs " << diff << " over " << all.size() << " tokens\n";
+              << ": KV cache vs full forward logits max-abs " << diff << " over " << all.size()
+              << " tokens\n";
     EXPECT_LE(diff, 1e-4);
   }
 }
@@ -142,7 +150,7 @@ TEST(GenerateImageParity, ImageErrorsNameTheProblem) {
   const json& c = f.cases.at(0);
   const auto message = [&](const std::string& text, const std::vector<std::string>& images) -> std::string {
     try {
-      build_image_prompt(*f.tok, text, images, *f.loaded.arch.vision_config);
+      build_image_prompt(*f.tok, text, images, *f.model->arch().vision_config);
     } catch (const Error& e) {
       return e.what();
     }
@@ -157,9 +165,9 @@ TEST(GenerateImageParity, ImageErrorsNameTheProblem) {
   EXPECT_NE(two_for_one.find("1 images"), std::string::npos) << two_for_one;
   // A placeholder typed where the images would go gives the same prompt as the images put before the text.
   const std::string text = c.at("text").get<std::string>();
-  EXPECT_EQ(build_image_prompt(*f.tok, "<|image|>" + text, one, *f.loaded.arch.vision_config).ids,
+  EXPECT_EQ(build_image_prompt(*f.tok, "<|image|>" + text, one, *f.model->arch().vision_config).ids,
             fixture().prompt(c).ids);
 }
 
 }  // namespace
-}  // namespace l4::lora
+}  // namespace l4::generate

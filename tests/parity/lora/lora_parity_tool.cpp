@@ -13,7 +13,8 @@
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "lora/peft_adapter.h"
-#include "model/pretrained.h"
+#include "restore/export.h"
+#include "restore/restore.h"
 
 int main(int argc, char** argv) {
   if (argc < 7) {
@@ -27,8 +28,9 @@ int main(int argc, char** argv) {
     options.alpha = std::stod(argv[4]);
     options.rslora = std::string(argv[5]) == "1";
     options.targets.assign(argv + 6, argv + argc);
-    auto loaded = l4::model::load_pretrained_text(model_dir);
-    const auto injection = l4::lora::apply_lora(*loaded.model, options, 1);
+    l4::restore::RestoredModel loaded = l4::restore::from_hf_dir(model_dir);
+    l4::lora::apply_lora(*loaded.model, options, 1);
+    loaded.lora = options;
     torch::manual_seed(123);
     {
       torch::NoGradGuard no_grad;
@@ -41,8 +43,8 @@ int main(int argc, char** argv) {
     torch::NoGradGuard no_grad;
     const at::Tensor logits = loaded.model->forward(input->load("input_ids"));
     l4::checkpoint::save_safetensors(out + "/logits.safetensors", {{"logits", logits.contiguous()}});
-    l4::lora::write_peft_adapter(*loaded.model, options, injection, out + "/adapter", model_dir);
-    l4::lora::write_merged_model(*loaded.model, model_dir, out + "/merged");
+    l4::restore::write_adapter(loaded, out + "/adapter");
+    l4::restore::write_merged_model(loaded, out + "/merged");
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -56,7 +56,7 @@ TEST_F(RecipeTest, LoadsValuesAndDefaults) {
   EXPECT_FALSE(r.optimizer.param_groups[0].lr.has_value());
   EXPECT_EQ(r.train.steps, 7);
   EXPECT_EQ(r.train.micro_batch, 2);
-  EXPECT_EQ(r.schedule.decay, "cosine");  // default
+  EXPECT_EQ(r.schedule.decay, Decay::kCosine);  // default
   EXPECT_EQ(r.arch.text_config.hidden_size, 32);
   EXPECT_EQ(r.arch.text_config.resolved_head_dim(), 8);
   EXPECT_EQ(r.arch.text_config.moe_layers, (std::vector<int64_t>{0, 1}));
@@ -88,7 +88,8 @@ TEST_F(RecipeTest, WrongStructureNamesExpectedKind) {
   EXPECT_NE(error.find(path + ":10: optimizer.betas: expected a list of numbers, got '0.9x' in it"),
             std::string::npos)
       << error;
-  EXPECT_NE(error.find(path + ":11: train: expected a mapping of keys, got a list"), std::string::npos) << error;
+  EXPECT_NE(error.find(path + ":11: train: expected a mapping of keys, got a list"), std::string::npos)
+      << error;
 }
 
 TEST_F(RecipeTest, OutOfRangeValuesAreRejected) {
@@ -102,16 +103,18 @@ TEST_F(RecipeTest, OutOfRangeValuesAreRejected) {
 TEST_F(RecipeTest, EnumValuesSuggestTheClosestChoice) {
   const std::string path = write_recipe("schedule:\n  decay: cosin\n");
   EXPECT_EQ(load_error(path),
-            path + ":10: schedule.decay: expected one of constant, cosine, linear, got 'cosin' (did you mean "
-                   "'cosine'?)");
+            path +
+                ":10: schedule.decay: expected one of constant, cosine, linear, got 'cosin' (did you mean "
+                "'cosine'?)");
 }
 
 // The training device and the profiler step are validated like every other key.
 TEST_F(RecipeTest, DeviceAndProfileStepAreValidated) {
   const std::string path = write_recipe("train:\n  device: cude\nlogging:\n  profile_step: -2\n");
   const std::string error = load_error(path);
-  EXPECT_NE(error.find(path + ":10: train.device: expected one of cpu, cuda, got 'cude' (did you mean 'cuda'?)"),
-            std::string::npos)
+  EXPECT_NE(
+      error.find(path + ":10: train.device: expected one of cpu, cuda, got 'cude' (did you mean 'cuda'?)"),
+      std::string::npos)
       << error;
   EXPECT_NE(error.find(path + ":12: logging.profile_step: must be >= 0, got -2"), std::string::npos) << error;
 }
@@ -139,10 +142,12 @@ TEST_F(RecipeTest, ListItemsAreNamedByIndex) {
       "    - {match: '*norm*', weight_decay: 0.0}\n"
       "    - {match: '', lr_scal: 2.0}\n");
   const std::string error = load_error(path);
-  EXPECT_NE(error.find(path + ":12: optimizer.param_groups[1].lr_scal: unknown key (did you mean 'lr_scale'?)"),
-            std::string::npos)
+  EXPECT_NE(
+      error.find(path + ":12: optimizer.param_groups[1].lr_scal: unknown key (did you mean 'lr_scale'?)"),
+      std::string::npos)
       << error;
-  EXPECT_NE(error.find("optimizer.param_groups[1].match: must be a non-empty glob"), std::string::npos) << error;
+  EXPECT_NE(error.find("optimizer.param_groups[1].match: must be a non-empty glob"), std::string::npos)
+      << error;
 }
 
 TEST_F(RecipeTest, MalformedYamlNamesLineAndColumn) {
@@ -163,14 +168,15 @@ TEST_F(RecipeTest, OverridesAreTypedAndValidated) {
   EXPECT_DOUBLE_EQ(r.optimizer.lr, 1e-4);
   EXPECT_EQ(r.train.steps, 10);
   EXPECT_EQ(r.optimizer.betas, (std::vector<double>{0.5, 0.6}));
-  EXPECT_EQ(r.schedule.decay, "linear");
+  EXPECT_EQ(r.schedule.decay, Decay::kLinear);
   EXPECT_FALSE(r.data.pack);
 
   EXPECT_EQ(load_error(path, {"train.steps=abc"}),
             "command line 'train.steps=abc': train.steps: expected an integer, got 'abc'");
   EXPECT_EQ(load_error(path, {"optimizer.lrr=1"}),
             "command line 'optimizer.lrr=1': optimizer.lrr: unknown key (did you mean 'lr'?)");
-  EXPECT_EQ(load_error(path, {"train.steps=-2"}), "command line 'train.steps=-2': train.steps: must be > 0, got -2");
+  EXPECT_EQ(load_error(path, {"train.steps=-2"}),
+            "command line 'train.steps=-2': train.steps: must be > 0, got -2");
   EXPECT_EQ(load_error(path, {"novalue"}), "command line 'novalue': expected key.path=value");
 }
 
@@ -188,8 +194,10 @@ TEST_F(RecipeTest, InlineArchitectureIsValidated) {
                                       "    num_key_value_heads: 3\n"
                                       "    hiden_act: silu\n");
   const std::string error = load_error(path);
-  EXPECT_NE(error.find(path + ":5: model.text_config.num_key_value_heads: must divide num_attention_heads (4), got 3"),
-            std::string::npos)
+  EXPECT_NE(
+      error.find(path +
+                 ":5: model.text_config.num_key_value_heads: must divide num_attention_heads (4), got 3"),
+      std::string::npos)
       << error;
   EXPECT_NE(error.find(path + ":6: model.text_config.hiden_act: unknown key (did you mean 'hidden_act'?)"),
             std::string::npos)

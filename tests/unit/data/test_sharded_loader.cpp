@@ -80,7 +80,7 @@ void run_to_epoch_end(const Fixture& f, int world, const LoaderState& start, std
   std::vector<std::unique_ptr<ShardedLoader>> ranks;
   for (int r = 0; r < world; ++r) {
     ranks.push_back(std::make_unique<ShardedLoader>(options_for(f.dir, r, world, 6, 1)));
-    ranks.back()->restore(start);
+    ranks.back()->load_state(start);
   }
   while (ranks[0]->state().epoch == 0) {
     std::vector<torch::Tensor> rows;
@@ -169,7 +169,8 @@ TEST(ShardedLoader, GlobalBatchIdenticalAndEachDocumentOnceForOneTwoThreeRanks) 
       reference = global;
     } else {
       ASSERT_EQ(global.size(), reference.size());
-      for (size_t s = 0; s < global.size(); ++s) EXPECT_TRUE(torch::equal(global[s], reference[s])) << "step " << s;
+      for (size_t s = 0; s < global.size(); ++s)
+        EXPECT_TRUE(torch::equal(global[s], reference[s])) << "step " << s;
     }
   }
 }
@@ -179,7 +180,8 @@ TEST(ShardedLoader, ResumeMidEpochOnDifferentWorldSizes) {
   for (int resume_world : {1, 3}) {
     std::map<TokenKey, int> seen;
     std::vector<std::unique_ptr<ShardedLoader>> ranks;
-    for (int r = 0; r < 2; ++r) ranks.push_back(std::make_unique<ShardedLoader>(options_for(f.dir, r, 2, 6, 1)));
+    for (int r = 0; r < 2; ++r)
+      ranks.push_back(std::make_unique<ShardedLoader>(options_for(f.dir, r, 2, 6, 1)));
     for (int step = 0; step < 3; ++step) {
       for (auto& loader : ranks) {
         for (const Batch& b : loader->next_step().micro) add_coverage(b, 0, seen);
@@ -201,7 +203,7 @@ TEST(ShardedLoader, StateBeyondTheEpochIsRejected) {
   ShardedLoader loader(options_for(f.dir, 0, 1, 4, 4));
   LoaderState bad;
   bad.cursor = static_cast<int64_t>(loader.rows_in_epoch(0)) + 1;
-  EXPECT_THROW(loader.restore(bad), l4::Error);
+  EXPECT_THROW(loader.load_state(bad), l4::Error);
   EXPECT_NE(loader.state().to_json().dump().find("seq_len=32"), std::string::npos);
 }
 
@@ -291,7 +293,8 @@ TEST(ShardedLoader, RecipeOptionsAndTokenizerCheck) {
     ShardedLoader loader(eval);
     FAIL() << "no error";
   } catch (const l4::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("llama4 prepare --config recipes/x.yaml"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("llama4 prepare --config recipes/x.yaml"), std::string::npos)
+        << e.what();
   }
   LoaderOptions wrong = train;
   wrong.expected_tokenizer_sha256 = "abc";
@@ -347,8 +350,8 @@ TEST(ShardedLoader, ThroughputReport) {
     for (const Batch& b : loader.next_step().micro) tokens += b.input_ids.numel();
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[throughput] loader: %.0f tokens/s (seq_len 512, global batch 8, %lld tokens)\n", tokens / secs,
-              static_cast<long long>(tokens));
+  std::printf("[throughput] loader: %.0f tokens/s (seq_len 512, global batch 8, %lld tokens)\n",
+              tokens / secs, static_cast<long long>(tokens));
   RecordProperty("tokens_per_s", static_cast<int>(tokens / secs));
 }
 

@@ -1,63 +1,27 @@
 // LoRA modules against their definitions: the wrapped forward equals the base plus the low-rank term, the
 // sparse LoRA experts equal the merged dense weights, only adapter tensors train (base bytes unchanged),
-// and KV-cache generation equals recomputation without a cache.
+// and adapters round-trip through the PEFT format.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
+#include "common/lora_fixtures.h"
 #include "core/checksum.h"
 #include "core/error.h"
-#include "lora/kv_decoder.h"
 #include "lora/lora_modules.h"
 #include "lora/peft_adapter.h"
 
 namespace l4::lora {
 namespace {
 
-config::TextConfig tiny_config() {
-  config::TextConfig c;
-  c.vocab_size = 97;
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.intermediate_size_mlp = 20;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.num_local_experts = 3;
-  c.num_experts_per_tok = 1;
-  c.interleave_moe_layer_step = 2;
-  c.attention_chunk_size = 8;
-  c.no_rope_layers = {1, 1, 1, 0};  // layer 3 is NoPE (global attention, temperature tuning)
-  c.floor_scale = 4;
-  c.attn_scale = 0.3;
-  c.initializer_range = 0.3;
-  c.resolve();
-  return c;
-}
-
-LoraOptions all_targets() {
-  LoraOptions o;
-  o.rank = 2;
-  o.alpha = 6.0;
-  o.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "shared_expert", "experts", "feed_forward.gate_proj",
-               "feed_forward.up_proj", "feed_forward.down_proj"};
-  return o;
-}
-
-// Gives every B a non-zero value so the adapter changes the outputs.
-void randomize_lora(model::Llama4ForCausalLMImpl& model, uint64_t seed) {
-  torch::manual_seed(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& item : model.named_parameters()) {
-    if (item.value().requires_grad()) item.value().normal_(0.0, 0.2);
-  }
-}
+using lora::testing::all_targets;
+using lora::testing::randomize_lora;
+using lora::testing::tiny_config;
 
 uint32_t checksum(const at::Tensor& t) {
   const at::Tensor c = t.detach().contiguous();
@@ -81,18 +45,21 @@ TEST(LoraLinear, EqualsBasePlusLowRankTerm) {
       x.matmul(w.t()) + x.matmul(lora->lora_A->weight.t()).matmul(lora->lora_B->weight.t()) * lora->scale;
   EXPECT_LE((lora->forward(x) - expected).abs().max().item<double>(), 1e-5);
   EXPECT_LE((w + lora->delta_weight() - (w + lora->lora_B->weight.matmul(lora->lora_A->weight) * lora->scale))
-                .abs().max().item<double>(), 1e-6);
+                .abs()
+                .max()
+                .item<double>(),
+            1e-6);
 }
 
 TEST(ApplyLora, FreshAdapterLeavesOutputsAndFreezesBase) {
   const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
+  model::Llama4 m(config);
   m->reset_parameters(1);
   const at::Tensor ids = torch::randint(0, config.vocab_size, {2, 11});
   const at::Tensor before = m->forward(ids).detach();
   const auto injection = apply_lora(*m, all_targets(), 7);
   EXPECT_EQ(injection.linear_modules.size(), 4u * 4 + 3 * 4);  // attention everywhere, MLP / shared expert
-  EXPECT_EQ(injection.expert_params.size(), 4u);                // 2 MoE layers x (gate_up, down)
+  EXPECT_EQ(injection.expert_params.size(), 4u);               // 2 MoE layers x (gate_up, down)
   EXPECT_LE((m->forward(ids) - before).abs().max().item<double>(), 1e-6);  // B = 0
   for (const auto& item : m->named_parameters()) {
     const bool is_lora = item.key().find("lora") != std::string::npos;
@@ -110,7 +77,7 @@ TEST(ApplyLora, FreshAdapterLeavesOutputsAndFreezesBase) {
 }
 
 TEST(ApplyLora, UnknownTargetIsAnError) {
-  model::Llama4ForCausalLM m(tiny_config());
+  model::Llama4 m(tiny_config());
   LoraOptions o;
   o.targets = {"q_proj", "router"};
   try {
@@ -135,13 +102,13 @@ TEST(ApplyLora, TargetMatching) {
 
 TEST(LoraExperts, SparseLoraEqualsMergedWeights) {
   const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
+  model::Llama4 m(config);
   m->reset_parameters(2);
   apply_lora(*m, all_targets(), 3);
   randomize_lora(*m, 4);
   const at::Tensor ids = torch::randint(0, config.vocab_size, {2, 13});
   const at::Tensor ours = m->forward(ids).detach();
-  model::Llama4ForCausalLM merged(config);
+  model::Llama4 merged(config);
   {
     torch::NoGradGuard no_grad;
     auto params = merged->named_parameters();
@@ -155,19 +122,19 @@ TEST(LoraExperts, SparseLoraEqualsMergedWeights) {
 
 TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
   const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
+  model::Llama4 m(config);
   m->reset_parameters(12);
   const LoraOptions options = all_targets();
-  const auto injection = apply_lora(*m, options, 13);
+  apply_lora(*m, options, 13);
   randomize_lora(*m, 14);
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("l4_lora_adapter_" + std::to_string(::getpid()))).string();
   std::filesystem::remove_all(dir);
-  write_peft_adapter(*m, options, injection, dir, "base");
+  write_peft_adapter(*m, options, dir, "base");
   const at::Tensor ids = torch::randint(0, config.vocab_size, {1, 9});
   const at::Tensor ours = m->forward(ids).detach();
 
-  model::Llama4ForCausalLM fresh(config);
+  model::Llama4 fresh(config);
   {
     torch::NoGradGuard no_grad;
     auto params = fresh->named_parameters();
@@ -182,7 +149,7 @@ TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
 
   auto error_of = [&](const std::string& config_text) {
     std::ofstream(dir + "/adapter_config.json") << config_text;
-    model::Llama4ForCausalLM target(config);
+    model::Llama4 target(config);
     try {
       load_peft_adapter(*target, dir);
     } catch (const l4::Error& e) {
@@ -190,9 +157,9 @@ TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"use_dora\": true}")
-                .find("use_dora"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"use_dora\": true}").find("use_dora"),
+      std::string::npos);
   EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": \"q.*\"}")
                 .find("regular expressions"),
             std::string::npos);
@@ -200,14 +167,13 @@ TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
   // The tensors hold more layers than this config targets: named as unexpected.
   const std::string only_q =
       "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}";
-  EXPECT_NE(error_of(only_q).find("match no targeted layer"),
-            std::string::npos);
+  EXPECT_NE(error_of(only_q).find("match no targeted layer"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
 TEST(LoraTraining, OnlyAdapterTrainsAndBaseBytesStay) {
   const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
+  model::Llama4 m(config);
   m->reset_parameters(5);
   LoraOptions o = all_targets();
   o.dropout = 0.1;
@@ -251,56 +217,6 @@ TEST(LoraTraining, OnlyAdapterTrainsAndBaseBytesStay) {
   }
   std::cout << "[lora] " << trainable.size() << " adapter tensors trained, " << base_sums.size()
             << " base tensors byte-identical; loss " << first << " -> " << last << "\n";
-}
-
-TEST(KvDecoder, CachedGreedyEqualsRecomputation) {
-  const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
-  m->reset_parameters(8);
-  apply_lora(*m, all_targets(), 9);
-  randomize_lora(*m, 10);
-  m->eval();
-  const std::vector<int64_t> prompt = {5, 17, 3, 88, 41};  // 5 + 64 tokens: 8 chunks of 8
-  SamplingOptions options;
-  options.max_tokens = 64;
-  const auto cached = generate(*m, prompt, options);
-  const auto uncached = generate_greedy_uncached(*m, prompt, 64, {});
-  ASSERT_EQ(cached.size(), 64u);
-  EXPECT_EQ(cached, uncached);
-  // A meaningful sequence, not one token repeated (the comparison would then prove little).
-  EXPECT_GE(std::set<int64_t>(cached.begin(), cached.end()).size(), 8u);
-  // Logits of the cached steps against one full forward over the generated sequence.
-  std::vector<int64_t> all = prompt;
-  all.insert(all.end(), cached.begin(), cached.end());
-  torch::NoGradGuard no_grad;
-  const at::Tensor full = m->forward(torch::tensor(all, torch::kLong).unsqueeze(0));
-  KvDecoder decoder(*m);
-  std::vector<at::Tensor> steps = {decoder.step(torch::tensor(prompt, torch::kLong).unsqueeze(0))};
-  for (size_t i = prompt.size(); i < all.size(); ++i) {
-    steps.push_back(decoder.step(torch::tensor({all[i]}, torch::kLong).view({1, 1})));
-  }
-  const at::Tensor incremental = torch::cat(steps, 1).narrow(1, 0, static_cast<int64_t>(all.size()));
-  const double diff = (incremental - full).abs().max().item<double>();
-  std::cout << "[lora] KV cache vs full recomputation logits max-abs " << diff << " over " << all.size()
-            << " tokens\n";
-  EXPECT_LE(diff, 1e-4);
-}
-
-TEST(KvDecoder, SamplingIsSeededAndStops) {
-  const auto config = tiny_config();
-  model::Llama4ForCausalLM m(config);
-  m->reset_parameters(11);
-  m->eval();
-  SamplingOptions options;
-  options.max_tokens = 20;
-  options.temperature = 0.8;
-  options.top_p = 0.9;
-  options.seed = 3;
-  const auto a = generate(*m, {1, 2, 3}, options);
-  EXPECT_EQ(a, generate(*m, {1, 2, 3}, options));
-  ASSERT_FALSE(a.empty());
-  options.stop_ids = {a[0]};
-  EXPECT_TRUE(generate(*m, {1, 2, 3}, options).empty());
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "model/llama4_model.h"
+#include "model/kv_cache.h"
+#include "model/llama4.h"
 #include "model/loss.h"
+#include "model/placed.h"
 
 namespace l4::model {
 namespace {
@@ -26,13 +28,12 @@ config::TextConfig tiny() {
 }
 
 TEST(Llama4Model, ParameterNamesFollowHuggingFace) {
-  Llama4ForCausalLM model(tiny());
+  Llama4 model(tiny());
   const auto params = model->named_parameters();
   for (const char* name :
        {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
-        "model.layers.0.feed_forward.up_proj.weight",
-        "model.layers.1.feed_forward.experts.gate_up_proj", "model.layers.1.feed_forward.experts.down_proj",
-        "model.layers.1.feed_forward.router.weight",
+        "model.layers.0.feed_forward.up_proj.weight", "model.layers.1.feed_forward.experts.gate_up_proj",
+        "model.layers.1.feed_forward.experts.down_proj", "model.layers.1.feed_forward.router.weight",
         "model.layers.1.feed_forward.shared_expert.down_proj.weight",
         "model.layers.3.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"}) {
     EXPECT_NE(params.find(name), nullptr) << name;
@@ -46,7 +47,7 @@ TEST(Llama4Model, ParameterNamesFollowHuggingFace) {
 }
 
 TEST(Llama4Model, ForwardBackwardAndMetrics) {
-  Llama4ForCausalLM model(tiny());
+  Llama4 model(tiny());
   model->reset_parameters(42);
   model->set_router_loss({0.01, 0.001});
   const at::Tensor ids = torch::randint(0, 50, {2, 7}, torch::kLong);
@@ -61,7 +62,7 @@ TEST(Llama4Model, ForwardBackwardAndMetrics) {
 }
 
 TEST(Llama4Model, Bfloat16ForwardStaysBfloat16AndCloseToFloat32) {
-  Llama4ForCausalLM model(tiny());
+  Llama4 model(tiny());
   model->reset_parameters(7);
   const at::Tensor ids = torch::randint(0, 50, {1, 9}, torch::kLong);
   const at::Tensor want = model->forward(ids);
@@ -72,7 +73,7 @@ TEST(Llama4Model, Bfloat16ForwardStaysBfloat16AndCloseToFloat32) {
 }
 
 TEST(Llama4Model, ExpertRunnerSeamSeesEveryMoeLayer) {
-  Llama4ForCausalLM model(tiny());
+  Llama4 model(tiny());
   model->reset_parameters(3);
   const at::Tensor ids = torch::randint(0, 50, {2, 5}, torch::kLong);
   const at::Tensor want = model->forward(ids);
@@ -88,10 +89,77 @@ TEST(Llama4Model, ExpertRunnerSeamSeesEveryMoeLayer) {
 }
 
 TEST(Llama4Model, RejectsOutOfRangeIds) {
-  Llama4ForCausalLM model(tiny());
+  Llama4 model(tiny());
   model->reset_parameters(1);
   EXPECT_THROW(model->forward(torch::tensor({{1, 50}}, torch::kLong)), l4::Error);
   EXPECT_THROW(model->forward(torch::tensor({1, 2}, torch::kLong)), l4::Error);
+}
+
+TEST(Llama4Model, ExpertTensorsAreShardedEverythingElseReplicated) {
+  ModelOptions options;
+  options.experts = {1, 2};  // experts [1, 3) of 3
+  Llama4 model(tiny(), options);
+  int sharded = 0;
+  for (const PlacedParam& p : placed_parameters(*model)) {
+    const bool expert = p.name.find(".experts.") != std::string::npos;
+    EXPECT_EQ(p.placement.is_sharded(), expert) << p.name;
+    if (!expert) continue;
+    ++sharded;
+    EXPECT_EQ(p.placement.group, parallel::ShardGroup::kExpertParallel);
+    EXPECT_EQ(p.placement.offset, 1);
+    EXPECT_EQ(p.placement.global_size, 3);
+    EXPECT_EQ(p.param.size(0), 2);
+    EXPECT_EQ(p.placement.global_shape(p.param.sizes())[0], 3);
+  }
+  EXPECT_EQ(sharded, 4);  // two MoE layers x (gate_up_proj, down_proj)
+  // Same names and order as named_parameters().
+  const auto placed = placed_parameters(*model);
+  const auto named = model->named_parameters();
+  ASSERT_EQ(placed.size(), named.size());
+  for (size_t i = 0; i < placed.size(); ++i) EXPECT_EQ(placed[i].name, named[i].key());
+}
+
+TEST(Llama4Model, InitIsTheSameForEveryExpertShard) {
+  Llama4 full(tiny());
+  full->init_parameters(11);
+  ModelOptions options;
+  options.experts = {2, 1};
+  Llama4 shard(tiny(), options);
+  shard->init_parameters(11);
+  const auto want = full->named_parameters();
+  for (const auto& item : shard->named_parameters()) {
+    const at::Tensor& w = want[item.key()];
+    const at::Tensor expected = item.value().sizes() == w.sizes() ? w : w.narrow(0, 2, 1);
+    EXPECT_TRUE(torch::equal(item.value(), expected)) << item.key();
+  }
+}
+
+// The cache path is the training path: a prefill and then one token at a time give the logits of one full
+// forward, across chunk boundaries (chunk 3) and on the NoPE layer with temperature tuning.
+TEST(Llama4Model, KvCacheDecodingEqualsTheFullForward) {
+  config::TextConfig config = tiny();
+  config.no_rope_layers = {1, 1, 1, 0};
+  config.attn_temperature_tuning = true;
+  config.floor_scale = 2;
+  config.attn_scale = 0.5;
+  config.use_qk_norm = true;
+  Llama4 model(config);
+  model->reset_parameters(5);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = torch::randint(0, 50, {1, 11}, torch::kLong);
+  const at::Tensor full = model->forward(ids);
+  KvCache cache(config.num_hidden_layers);
+  ModelInput input;
+  input.cache = &cache;
+  input.input_ids = ids.narrow(1, 0, 4);
+  std::vector<at::Tensor> pieces = {model->forward(input)};
+  for (int64_t t = 4; t < 11; ++t) {
+    input.input_ids = ids.narrow(1, t, 1);
+    pieces.push_back(model->forward(input));
+  }
+  EXPECT_EQ(cache.length(), 11);
+  EXPECT_LT((torch::cat(pieces, 1) - full).abs().max().item<double>(), 1e-5);
 }
 
 TEST(Loss, IgnoresMinus100AndShiftsLikeHuggingFace) {

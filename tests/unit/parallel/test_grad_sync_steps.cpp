@@ -5,18 +5,20 @@
 
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
+#include "parallel/process_grid.h"
 
 namespace l4::parallel {
 namespace {
 
 void run_steps(bool overlap) {
-  SelfCommunicator world, edp, ep;
+  SelfCommunicator world;
+  const ProcessGrid grid(world, 1, 0);
   at::Tensor a = torch::ones({3}, torch::requires_grad());
   at::Tensor unused = torch::ones({2}, torch::requires_grad());
   GradSyncOptions options;
   options.overlap = overlap;
   options.reduction = GradReduction::kSum;
-  GradSync sync({{"a", a, ParamKind::kReplicated}, {"unused", unused, ParamKind::kReplicated}}, world, edp, ep,
+  GradSync sync({{"a", a, Placement::replicated()}, {"unused", unused, Placement::replicated()}}, grid,
                 options);
   for (int step = 1; step <= 3; ++step) {
     a.mutable_grad() = at::Tensor();
@@ -30,8 +32,12 @@ void run_steps(bool overlap) {
   }
 }
 
-TEST(GradSyncStepsTest, RepeatedStepsWithoutOverlap) { run_steps(false); }
-TEST(GradSyncStepsTest, RepeatedStepsWithOverlap) { run_steps(true); }
+TEST(GradSyncStepsTest, RepeatedStepsWithoutOverlap) {
+  run_steps(false);
+}
+TEST(GradSyncStepsTest, RepeatedStepsWithOverlap) {
+  run_steps(true);
+}
 
 }  // namespace
 }  // namespace l4::parallel

@@ -1,4 +1,4 @@
-#include "lora/image_prompt.h"
+#include "generate/image_prompt.h"
 
 #include <algorithm>
 
@@ -7,7 +7,7 @@
 #include "vision/image_preprocess.h"
 #include "vision/image_tokens.h"
 
-namespace l4::lora {
+namespace l4::generate {
 
 ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::string& text,
                                const std::vector<std::string>& image_paths,
@@ -44,4 +44,4 @@ ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::strin
   return out;
 }
 
-}  // namespace l4::lora
+}  // namespace l4::generate

@@ -13,7 +13,7 @@
 #include "config/model_arch.h"
 #include "tokenizer/tokenizer.h"
 
-namespace l4::lora {
+namespace l4::generate {
 
 struct ImagePrompt {
   std::vector<int64_t> ids;  // chat prompt ending in the assistant header, image placeholders expanded
@@ -28,4 +28,4 @@ ImagePrompt build_image_prompt(const tokenizer::Tokenizer& tok, const std::strin
                                const std::vector<std::string>& image_paths,
                                const config::VisionConfig& vision);
 
-}  // namespace l4::lora
+}  // namespace l4::generate

@@ -1,0 +1,66 @@
+// The Llama 4 text decoder (HF Llama4TextModel): embed -> N decoder layers (RMSNorm -> iRoPE attention ->
+// RMSNorm -> MoE or dense SwiGLU) -> final RMSNorm. Parameter names follow HF ("layers.3.feed_forward.
+// experts.gate_up_proj"; "model." in front inside the root module, model/llama4.h).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include <optional>
+#include <vector>
+
+#include "config/model_arch.h"
+#include "model/attention.h"
+#include "model/kv_cache.h"
+#include "model/layers.h"
+#include "model/moe.h"
+
+namespace l4::model {
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const config::TextConfig& config, int64_t layer, const at::TensorOptions& options,
+                   const ExpertShard& shard = {});
+  at::Tensor forward(const at::Tensor& x, AttentionContext& context);
+
+  Attention self_attn{nullptr};
+  Moe moe{nullptr};  // registered as "feed_forward" on MoE layers
+  Mlp mlp{nullptr};  // registered as "feed_forward" on dense layers
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// HF Llama4TextModel: returns the final-normed hidden states.
+class TextModelImpl : public torch::nn::Module {
+ public:
+  TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options,
+                const ExpertShard& shard = {});
+  // Checks input_ids [B, T] (int64, within the vocabulary) and embeds them.
+  at::Tensor embed(const at::Tensor& input_ids);
+  // Final-normed hidden states from input embeddings [B, T, D] (early fusion puts image features into them
+  // first). position_ids [B, T] (default: index within the document); doc_ids [B, T] (packed sequences:
+  // attention stays within equal ids); cache: continue a generation (kv_cache.h).
+  at::Tensor forward_embeds(const at::Tensor& embeds,
+                            const std::optional<at::Tensor>& position_ids = std::nullopt,
+                            const std::optional<at::Tensor>& doc_ids = std::nullopt,
+                            KvCache* cache = nullptr);
+
+  const config::TextConfig& config() const { return config_; }
+
+  // Packed rows with B * T * T above this attend per document instead of through masks.
+  int64_t max_mask_elements = int64_t{1} << 26;
+
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  std::vector<DecoderLayer> decoder_layers;  // the same modules as `layers`, typed
+  RMSNorm norm{nullptr};
+
+ private:
+  config::TextConfig config_;
+  at::Tensor inv_freq_;  // RoPE frequencies, not a parameter (HF: non-persistent buffer)
+};
+TORCH_MODULE(TextModel);
+
+}  // namespace l4::model
