@@ -1,7 +1,7 @@
 // A reader of Parquet files for `llama4 prepare`: each row as a JSON object of its top-level columns, so a
 // Parquet file of chat, ShareGPT, Alpaca or text records is read like the JSON lines it stands for.
 //
-// Apache Arrow/Parquet C++ is not packaged by Debian, so this is a small reader of our own for what dataset
+// Apache Arrow/Parquet C++ is not in Debian's archive, so this is a small reader of our own for what dataset
 // exports contain (pyarrow, Hugging Face datasets, pandas): the Thrift compact footer; columns of strings,
 // binary, booleans, 32/64-bit integers, floats and doubles, optional or required, inside structs and lists
 // (the LIST and legacy repeated layouts); PLAIN, dictionary (PLAIN_DICTIONARY, RLE_DICTIONARY) and RLE
