@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/strings.h"
 #include "data/parquet_codecs.h"
 #include "data/thrift_compact.h"
 
@@ -118,10 +119,12 @@ void decode_hybrid(Bytes& in, int width, size_t count, uint32_t max_value, std::
     if (header & 1) {  // bit-packed groups of 8
       const uint64_t groups = header >> 1;
       L4_CHECK(groups <= (in.n - in.pos) / std::max(width, 1) + 1, "{}: bit-packed run past the page", what);
-      const size_t bytes = static_cast<size_t>(groups) * static_cast<size_t>(width);
-      in.need(bytes);
+      // The bytes of the values still wanted must be there; a last group's padding may be cut short.
+      const uint64_t take = std::min<uint64_t>(groups * 8, count - (out.size() - start));
+      in.need(static_cast<size_t>((take * static_cast<uint64_t>(width) + 7) / 8));
+      const size_t bytes = std::min(static_cast<size_t>(groups) * static_cast<size_t>(width), in.n - in.pos);
       const uint8_t* base = in.p + in.pos;
-      for (uint64_t i = 0; i < groups * 8 && out.size() - start < count; ++i) {
+      for (uint64_t i = 0; i < take; ++i) {
         uint64_t v = 0;
         for (int b = 0; b < width; ++b) {
           const uint64_t bit = i * static_cast<uint64_t>(width) + static_cast<uint64_t>(b);
@@ -442,7 +445,11 @@ struct ParquetReader::Impl {
       L4_CHECK(next < schema.size(), "{}: schema element '{}' has more children than the schema holds", path,
                n.name);
       const int child = static_cast<int>(next++);
-      schema[static_cast<size_t>(index)].children.push_back(child);
+      for (int sibling : n.children) {
+        L4_CHECK(schema[static_cast<size_t>(sibling)].name != schema[static_cast<size_t>(child)].name,
+                 "{}: two fields named '{}' in one group", path, schema[static_cast<size_t>(child)].name);
+      }
+      n.children.push_back(child);
       build_tree(child, next, depth + 1);
     }
   }
@@ -640,6 +647,7 @@ struct ParquetReader::Impl {
           instance = *value;
           return;
         }
+        if (!instance.is_object()) instance = nlohmann::json::object();
         parent = &instance;
         continue;
       }
@@ -696,6 +704,12 @@ struct ParquetReader::Impl {
   }
 
   void for_each_row(const std::function<void(int64_t, const nlohmann::json&)>& fn) const {
+    if (std::none_of(leaves.begin(), leaves.end(), [&](const Leaf& l) { return is_wanted(l); })) {
+      std::vector<std::string> names;
+      for (int top : schema[0].children) names.push_back(schema[static_cast<size_t>(top)].name);
+      L4_FAIL("{}: none of the columns {} is in this file (its columns: {})", path, join(wanted, ", "),
+              join(names, ", "));
+    }
     int64_t row_base = 0;
     for (size_t g = 0; g < row_groups.size(); ++g) {
       const RowGroup& rg = row_groups[g];
