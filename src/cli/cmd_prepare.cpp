@@ -2,6 +2,7 @@
 // adapts the tokenizer, the vision tiling and MPI to it).
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -11,6 +12,8 @@
 #include "core/launch_env.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "data/conversation_fit.h"
+#include "data/input_files.h"
 #include "data/prepare.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image_decode.h"
@@ -83,6 +86,20 @@ data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer& tok, const con
   };
 }
 
+// The template's assistant mask has one run of ones per assistant turn (the header between two turns is never
+// a target); clears the runs of the turns that are not targets (data.train_on: last_turn).
+void untarget_turns(std::vector<uint8_t>& mask, const std::vector<bool>& targets) {
+  size_t run = 0;
+  for (size_t i = 0; i < mask.size(); ++i) {
+    if (!mask[i]) continue;
+    const bool keep = run < targets.size() && targets[run];
+    for (; i < mask.size() && mask[i]; ++i) mask[i] = keep;
+    ++run;
+  }
+  L4_ASSERT(run == targets.size(), "{} assistant turns but {} target runs in the chat mask", targets.size(),
+            run);
+}
+
 // Tokenizer (+ image encoder) -> documents. Pretraining text: <|begin_of_text|> text <|end_of_text|>,
 // all tokens targets. Chat: the Llama 4 chat template with <|image|> where each image part is, then
 // every <|image|> expanded into the image's tile tokens; targets = assistant content and its <|eot|>.
@@ -115,10 +132,12 @@ class TokenizerEncoder : public data::DocumentEncoder {
 
   data::Document encode_chat(const std::vector<data::ChatTurn>& turns) const override {
     std::vector<tokenizer::ChatMessage> messages;
+    std::vector<bool> assistant_targets;  // per assistant turn, in order
     std::vector<std::string> images;
     for (const data::ChatTurn& turn : turns) {
       tokenizer::ChatMessage m;
       m.role = turn.role;
+      if (turn.role == "assistant") assistant_targets.push_back(turn.target);
       for (const data::ChatPart& part : turn.parts) {
         if (part.is_image) {
           m.content += "<|image|>";
@@ -132,7 +151,8 @@ class TokenizerEncoder : public data::DocumentEncoder {
       messages.push_back(std::move(m));
     }
     L4_CHECK(images.empty() || image_placeholder_ >= 0, "{}: the tokenizer has no <|image|> token", tok_->path());
-    const tokenizer::EncodedChat chat = tokenizer::encode_chat(*tok_, messages, false);
+    tokenizer::EncodedChat chat = tokenizer::encode_chat(*tok_, messages, false);
+    untarget_turns(chat.assistant_mask, assistant_targets);
     std::vector<data::EncodedImage> encoded;
     for (const std::string& path : images) encoded.push_back(images_(path));
     return data::expand_image_placeholders(chat.ids, chat.assistant_mask, image_placeholder_, std::move(encoded));
@@ -154,12 +174,14 @@ config::VisionConfig default_vision() {
   return v;
 }
 
-std::string format_for(const ParsedArgs& args, const std::vector<std::string>& inputs) {
-  if (args.has("format")) return args.get("format");
-  for (const std::string& in : inputs) {
-    L4_CHECK(!ends_with(in, ".jsonl"), "llama4 prepare: {} is JSONL: give --format jsonl or --format chat", in);
-  }
-  return "text";
+// A choice-valued flag: the value, or an error listing the choices.
+std::string choice(const ParsedArgs& args, const std::string& flag, const std::vector<std::string>& choices,
+                   const std::string& fallback) {
+  const std::string value = args.get(flag, fallback);
+  L4_CHECK(std::find(choices.begin(), choices.end(), value) != choices.end(),
+           "llama4 prepare: --{}: expected one of {}, got '{}'{}", flag, join(choices, ", "), value,
+           did_you_mean(value, choices));
+  return value;
 }
 
 int run_prepare(const ParsedArgs& args) {
@@ -169,6 +191,10 @@ int run_prepare(const ParsedArgs& args) {
   if (args.has("config")) {
     L4_CHECK(!args.has("input") && !args.has("output"),
              "llama4 prepare: give either --config or --input/--output, not both");
+    for (const char* flag : {"format", "train-on", "overlong", "seq-len"}) {
+      L4_CHECK(!args.has(flag), "llama4 prepare: --{} is for the --input form; with --config set the data.* key",
+               flag);
+    }
     const config::Recipe recipe = config::load_recipe(args.get("config"), args.positionals());
     const config::DataSection& d = recipe.data;
     L4_CHECK(!d.sources.empty(), "{}: data.sources is empty: nothing to prepare", recipe.source);
@@ -176,6 +202,10 @@ int run_prepare(const ParsedArgs& args) {
     L4_CHECK(!recipe.tokenizer.path.empty(), "{}: tokenizer.path is not set", recipe.source);
     opt.inputs = d.sources;
     opt.format = d.format;
+    opt.text_doc_bytes = static_cast<uint64_t>(d.text_doc_bytes);
+    opt.train_on = d.train_on;
+    opt.overlong = d.overlong;
+    opt.seq_len = static_cast<uint64_t>(d.seq_len);
     opt.train_dir = d.train;
     opt.eval_dir = d.eval;
     opt.eval_fraction = d.eval.empty() ? 0.0 : d.eval_fraction;
@@ -188,7 +218,15 @@ int run_prepare(const ParsedArgs& args) {
     L4_CHECK(!opt.inputs.empty(), "llama4 prepare: give --config RECIPE.yaml or --input FILE... (see --help)");
     opt.train_dir = args.require("output", "prepare");
     tokenizer_path = args.require("tokenizer", "prepare");
-    opt.format = format_for(args, opt.inputs);
+    opt.format = choice(args, "format", data::format_names(), "auto");
+    opt.train_on = choice(args, "train-on", data::train_on_names(), "assistant");
+    opt.overlong = choice(args, "overlong", data::overlong_names(), "split");
+    if (args.has("seq-len")) {
+      const long long n = args.get_int("seq-len", 0);
+      L4_CHECK(n >= 2, "llama4 prepare: --seq-len must be >= 2, got {}", n);
+      opt.seq_len = static_cast<uint64_t>(n);
+    }
+    L4_CHECK(!args.has("overlong") || args.has("seq-len"), "llama4 prepare: --overlong needs --seq-len");
     opt.eval_dir = args.get("eval-output");
     opt.eval_fraction = args.get_double("eval-fraction", opt.eval_dir.empty() ? 0.0 : 0.05);
     L4_CHECK(!args.has("eval-fraction") || !opt.eval_dir.empty(), "llama4 prepare: --eval-fraction needs --eval-output");
@@ -211,7 +249,7 @@ int run_prepare(const ParsedArgs& args) {
   if (comm.rank() != 0) return 0;
   std::string out = fmt::format(
       "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.0f} records/s, {:.2f} MB/s): {} tokens\n",
-      r.records - r.skipped, opt.inputs.size(), comm.size(), r.seconds, r.records / std::max(r.seconds, 1e-9),
+      r.records - r.skipped, r.files, comm.size(), r.seconds, r.records / std::max(r.seconds, 1e-9),
       r.input_bytes / 1e6 / std::max(r.seconds, 1e-9), r.tokens);
   if (opt.eval_dir.empty()) {
     out += fmt::format("  {} documents -> {}\n", r.train_documents, opt.train_dir);
@@ -222,6 +260,12 @@ int run_prepare(const ParsedArgs& args) {
   if (!opt.eval_dir.empty() && r.eval_documents == 0) {
     out += fmt::format("  warning: no record fell into the eval split (eval_fraction {}): {} is empty\n",
                        opt.eval_fraction, opt.eval_dir);
+  }
+  if (r.conversations_split + r.conversations_truncated + r.conversations_dropped > 0) {
+    out += fmt::format("  conversations over {} tokens (overlong: {}): {} split at turns, {} truncated, {} left "
+                       "out\n",
+                       opt.seq_len, opt.overlong, r.conversations_split, r.conversations_truncated,
+                       r.conversations_dropped);
   }
   if (r.skipped > 0) {
     out += fmt::format("  skipped {} bad record(s) (data.skip_bad_records), e.g.:\n", r.skipped);
@@ -236,12 +280,15 @@ int run_prepare(const ParsedArgs& args) {
 Command make_prepare_command() {
   return {{"prepare",
            "JSONL/text (+images) -> HDF5 dataset shards",
-           "--config RECIPE.yaml [key=value ...] | --input FILE... --output DIR --tokenizer T [--format text|jsonl|chat]",
+           "--config RECIPE.yaml [key=value ...] | --input FILE|DIR... --output DIR --tokenizer T [options]",
            {{"config", "FILE", "recipe: prepares data.sources into data.train (and data.eval)"},
-            {"input", "FILE...", "input files", true},
+            {"input", "FILE...", "input files, or directories of them", true},
             {"output", "DIR", "dataset directory to write"},
             {"tokenizer", "T", "tokenizer.model, tokenizer.json or a directory"},
-            {"format", "FMT", "text (default for non-JSONL), jsonl or chat"},
+            {"format", "FMT", "auto (default: by extension, records by keys), text, jsonl, chat or parquet"},
+            {"train-on", "T", "conversation targets: assistant (default), all or last_turn"},
+            {"seq-len", "N", "fit conversations into N tokens (data.seq_len) by --overlong"},
+            {"overlong", "P", "conversations over --seq-len: split (default, at turns), truncate or drop"},
             {"eval-output", "DIR", "also write an eval split here"},
             {"eval-fraction", "F", "share of records hashed into the eval split (default 0.05)"},
             {"skip-bad-records", "", "skip and count malformed records instead of stopping"},

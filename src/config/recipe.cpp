@@ -99,7 +99,10 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
     c.require(false, "model.init", "model.hf_dir already provides the weights; remove model.init");
   }
 
-  c.one_of(r.data.format, {"text", "jsonl", "chat"}, "data.format");
+  c.one_of(r.data.format, {"auto", "text", "jsonl", "chat", "parquet"}, "data.format");
+  c.one_of(r.data.train_on, {"assistant", "all", "last_turn"}, "data.train_on");
+  c.one_of(r.data.overlong, {"split", "truncate", "drop"}, "data.overlong");
+  c.positive(static_cast<double>(r.data.text_doc_bytes), "data.text_doc_bytes");
   c.positive(static_cast<double>(r.data.seq_len), "data.seq_len");
   c.require(r.data.eval_fraction >= 0 && r.data.eval_fraction < 1, "data.eval_fraction",
             fmt::format("must be in [0, 1), got {}", r.data.eval_fraction));

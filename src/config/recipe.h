@@ -45,7 +45,7 @@ struct TokenizerSection {
 
 struct DataSection {
   std::vector<std::string> sources;  // raw inputs for `llama4 prepare --config`
-  std::string format = "text";       // text | jsonl | chat
+  std::string format = "auto";       // auto | text | jsonl | chat | parquet
   std::string train;                 // prepared dataset directory
   std::string eval;                  // prepared eval dataset directory (optional)
   double eval_fraction = 0.05;       // share of records hashed into the eval split by prepare
@@ -54,6 +54,10 @@ struct DataSection {
   bool shuffle = true;
   bool skip_bad_records = false;
   int64_t prefetch = 2;  // batches kept ready by the loader thread
+
+  int64_t text_doc_bytes = 2048;       // text: a document ends at the first line end after this many bytes
+  std::string train_on = "assistant";  // assistant | all | last_turn: conversation tokens that are targets
+  std::string overlong = "split";      // split | truncate | drop: documents longer than seq_len
   template <class V>
   void visit(V& v) {
     v("sources", sources);
@@ -66,6 +70,9 @@ struct DataSection {
     v("shuffle", shuffle);
     v("skip_bad_records", skip_bad_records);
     v("prefetch", prefetch);
+    v("text_doc_bytes", text_doc_bytes);
+    v("train_on", train_on);
+    v("overlong", overlong);
   }
 };
 

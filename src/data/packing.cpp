@@ -68,7 +68,18 @@ EpochPlan plan_epoch(const DocIndex& docs, const PackingOptions& options, uint64
     used = 0;
   };
   for (uint64_t doc : order) {
-    const uint64_t len = docs.lengths[doc];
+    uint64_t len = docs.lengths[doc];
+    bool cut = false;
+    if (len > T && options.overlong == Overlong::drop) continue;
+    if (len > T && options.overlong == Overlong::truncate) {
+      len = T;
+      for (uint64_t s = docs.image_offsets[doc]; s < docs.image_offsets[doc + 1]; ++s) {
+        const auto [b, e] = docs.spans[s];
+        if (b < len && len < e) len = b;  // never cut an image
+      }
+      cut = true;
+      if (len == 0) continue;  // an image at the start longer than seq_len: nothing to keep
+    }
     if (options.pack && len <= T && used + len > T) close_row();  // keep short documents whole
     uint64_t pos = 0;
     while (pos < len) {
@@ -87,7 +98,7 @@ EpochPlan plan_epoch(const DocIndex& docs, const PackingOptions& options, uint64
         close_row();
         continue;
       }
-      plan.pieces.push_back({doc, pos, end - pos});
+      plan.pieces.push_back({doc, pos, end - pos, cut});
       used += end - pos;
       pos = end;
       if (used == T || !options.pack) close_row();

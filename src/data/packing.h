@@ -10,13 +10,18 @@
 //   - no pack: every row holds one piece of one document, padded; long documents continue in the
 //     next rows;
 //   - a piece never cuts an image's token span (its patch tokens stay with its tiles); an image
-//     longer than seq_len is an error.
+//     longer than seq_len is an error;
+//   - documents longer than seq_len follow `overlong` (overlong.h): split continues them as above,
+//     truncate keeps their first seq_len tokens as one piece (no label past its end), drop leaves them
+//     out.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "data/overlong.h"
 
 namespace l4::data {
 
@@ -37,6 +42,7 @@ struct Piece {
   uint64_t doc = 0;
   uint64_t begin = 0;   // first token within the document
   uint64_t length = 0;  // tokens in this row
+  bool cut = false;     // a truncated document: its last token has no label
 };
 
 struct EpochPlan {
@@ -50,6 +56,7 @@ struct PackingOptions {
   bool pack = true;
   bool shuffle = true;
   uint64_t seed = 0;
+  Overlong overlong = Overlong::split;
 };
 
 // Deterministic permutation of [0, n) for (seed, epoch); portable (own generator, not std::).

@@ -11,8 +11,11 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "data/conversation_fit.h"
 #include "data/dataset_reader.h"
 #include "data/dataset_writer.h"
+#include "data/input_files.h"
+#include "data/parquet_reader.h"
 
 namespace l4::data {
 namespace fs = std::filesystem;
@@ -20,7 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kMaxSkippedExamples = 10;
-const std::vector<std::string> kRoles = {"system", "user", "assistant", "tool", "ipython"};
 
 bool valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
@@ -35,13 +37,12 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-// Calls fn(record, first_line) for every record of the file. Text documents end at a blank line, or at
-// the first line end once they hold text_doc_bytes (corpora with one paragraph per line).
+// Calls fn(document text, first line) for every text document: a document ends at a blank line, or at the
+// first line end once it holds text_doc_bytes (corpora with one paragraph per line).
 template <class Fn>
-void for_each_record(const std::string& path, const PrepareOptions& opt, Fn&& fn) {
+void for_each_text_block(const std::string& path, uint64_t text_doc_bytes, Fn&& fn) {
   std::ifstream in(path, std::ios::binary);
   L4_CHECK(in.good(), "{}: cannot read input file", path);
-  const bool text = opt.format == "text";
   std::string line, block;
   int64_t line_no = 0, block_line = 0;
   const auto flush = [&] {
@@ -51,12 +52,7 @@ void for_each_record(const std::string& path, const PrepareOptions& opt, Fn&& fn
   while (std::getline(in, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    const bool blank = line.find_first_not_of(" \t") == std::string::npos;
-    if (!text) {
-      if (!blank) fn(std::string_view(line), line_no);
-      continue;
-    }
-    if (blank) {
+    if (line.find_first_not_of(" \t") == std::string::npos) {
       flush();
       continue;
     }
@@ -66,83 +62,26 @@ void for_each_record(const std::string& path, const PrepareOptions& opt, Fn&& fn
       block += '\n';
     }
     block += line;
-    if (block.size() >= opt.text_doc_bytes) flush();
+    if (block.size() >= text_doc_bytes) flush();
   }
   L4_CHECK(!in.bad(), "{}: read error", path);
   flush();
 }
 
-nlohmann::json parse_json_record(std::string_view record) {
-  try {
-    return nlohmann::json::parse(record);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    const auto p = what.find("parse error");
-    L4_FAIL("invalid JSON: {}", p == std::string::npos ? what : what.substr(p));
+// Calls fn(line, line number) for every non-blank line.
+template <class Fn>
+void for_each_line(const std::string& path, Fn&& fn) {
+  std::ifstream in(path, std::ios::binary);
+  L4_CHECK(in.good(), "{}: cannot read input file", path);
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) fn(std::string_view(line), line_no);
   }
+  L4_CHECK(!in.bad(), "{}: read error", path);
 }
-
-std::string parse_text_record(std::string_view record) {
-  const nlohmann::json j = parse_json_record(record);
-  L4_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(),
-           "expected an object with a string field \"text\"");
-  return j["text"].get<std::string>();
-}
-
-std::vector<ChatTurn> parse_chat_record(std::string_view record, const fs::path& base_dir) {
-  const nlohmann::json j = parse_json_record(record);
-  L4_CHECK(j.is_object() && j.contains("messages") && j["messages"].is_array() && !j["messages"].empty(),
-           "expected an object with a non-empty list \"messages\"");
-  std::vector<ChatTurn> turns;
-  bool has_assistant = false;
-  for (size_t m = 0; m < j["messages"].size(); ++m) {
-    const nlohmann::json& msg = j["messages"][m];
-    L4_CHECK(msg.is_object() && msg.contains("role") && msg["role"].is_string(),
-             "messages[{}]: expected an object with a string \"role\"", m);
-    ChatTurn turn;
-    turn.role = msg["role"].get<std::string>();
-    L4_CHECK(std::find(kRoles.begin(), kRoles.end(), turn.role) != kRoles.end(),
-             "messages[{}]: unknown role '{}' (expected system, user, assistant, tool or ipython)", m, turn.role);
-    has_assistant |= turn.role == "assistant";
-    L4_CHECK(msg.contains("content"), "messages[{}]: \"content\" is missing", m);
-    const nlohmann::json& content = msg["content"];
-    if (content.is_string()) {
-      turn.parts.push_back({false, content.get<std::string>(), ""});
-    } else {
-      L4_CHECK(content.is_array(), "messages[{}].content: expected a string or a list of parts", m);
-      for (size_t p = 0; p < content.size(); ++p) {
-        const nlohmann::json& part = content[p];
-        L4_CHECK(part.is_object() && part.contains("type") && part["type"].is_string(),
-                 "messages[{}].content[{}]: expected an object with a string \"type\"", m, p);
-        const std::string type = part["type"].get<std::string>();
-        if (type == "text") {
-          L4_CHECK(part.contains("text") && part["text"].is_string(),
-                   "messages[{}].content[{}]: a text part needs a string \"text\"", m, p);
-          turn.parts.push_back({false, part["text"].get<std::string>(), ""});
-        } else if (type == "image") {
-          const char* key = part.contains("path") ? "path" : "image";
-          L4_CHECK(part.contains(key) && part[key].is_string(),
-                   "messages[{}].content[{}]: an image part needs a string \"path\"", m, p);
-          const std::string rel = part[key].get<std::string>();
-          const fs::path resolved = (base_dir / rel).lexically_normal();
-          L4_CHECK(fs::is_regular_file(resolved), "messages[{}].content[{}]: image '{}' not found ({})", m, p, rel,
-                   resolved.string());
-          L4_CHECK(turn.role != "assistant", "messages[{}]: images in assistant messages are not supported", m);
-          turn.parts.push_back({true, "", resolved.string()});
-        } else {
-          L4_FAIL("messages[{}].content[{}]: unknown part type '{}' (expected text or image)", m, p, type);
-        }
-      }
-    }
-    turns.push_back(std::move(turn));
-  }
-  L4_CHECK(has_assistant, "no assistant message (nothing to train on)");
-  return turns;
-}
-
-struct FileResult {
-  nlohmann::json source;  // path, format, records, skipped, bytes, skipped_examples
-};
 
 class Progress {
  public:
@@ -165,76 +104,158 @@ std::string part_dir(const std::string& parts_root, size_t file_index, const cha
   return fmt::format("{}/part_{:05d}.{}", parts_root, file_index, split);
 }
 
-FileResult process_file(size_t index, const PrepareOptions& opt, const DocumentEncoder& encoder,
-                        const std::string& parts_root, Progress& progress) {
-  const std::string& path = opt.inputs[index];
-  WriterOptions wo;
-  wo.shard_bytes = ~0ull;
-  wo.deflate_level = 0;
-  wo.tokenizer = encoder.tokenizer_info();
-  wo.split = "part";
-  DatasetWriter train(part_dir(parts_root, index, "train"), wo);
-  std::unique_ptr<DatasetWriter> eval;
-  if (!opt.eval_dir.empty()) eval = std::make_unique<DatasetWriter>(part_dir(parts_root, index, "eval"), wo);
-  const fs::path base_dir = fs::path(path).parent_path();
-  int64_t records = 0, skipped = 0, bytes = 0, tokens = 0;
-  nlohmann::json examples = nlohmann::json::array();
-  for_each_record(path, opt, [&](std::string_view record, int64_t line) {
-    ++records;
-    bytes += static_cast<int64_t>(record.size()) + 1;
-    const std::string where = fmt::format("{}:{}", path, line);
-    std::optional<Document> doc;
-    try {
-      L4_CHECK(valid_utf8(record), "invalid UTF-8");
-      if (opt.format == "text") {
-        doc = encoder.encode_text(record);
-      } else if (opt.format == "jsonl") {
-        doc = encoder.encode_text(parse_text_record(record));
-      } else {
-        const std::vector<ChatTurn> turns = parse_chat_record(record, base_dir);
-        for (const ChatTurn& t : turns) {
-          for (const ChatPart& p : t.parts) {
-            if (p.is_image) bytes += static_cast<int64_t>(fs::file_size(p.image_path));
-          }
+// One input file's records -> documents in its part directories; its entry of meta.json "sources".
+class FileProcessor {
+ public:
+  FileProcessor(const InputFile& input, const PrepareOptions& opt, const DocumentEncoder& encoder,
+                const std::string& train_dir, const std::string& eval_dir, Progress& progress)
+      : input_(input),
+        opt_(opt),
+        encoder_(encoder),
+        progress_(progress),
+        base_dir_(fs::path(input.path).parent_path()),
+        train_on_(train_on_from_name(opt.train_on)),
+        overlong_(overlong_from_name(opt.overlong)) {
+    WriterOptions wo;
+    wo.shard_bytes = ~0ull;
+    wo.deflate_level = 0;
+    wo.tokenizer = encoder.tokenizer_info();
+    wo.split = "part";
+    train_ = std::make_unique<DatasetWriter>(train_dir, wo);
+    if (!eval_dir.empty()) eval_ = std::make_unique<DatasetWriter>(eval_dir, wo);
+  }
+
+  nlohmann::json run() {
+    const std::string& path = input_.path;
+    if (input_.kind == InputKind::text) {
+      for_each_text_block(path, opt_.text_doc_bytes, [&](std::string_view block, int64_t line) {
+        handle(block, fmt::format("{}:{}", path, line), [&] {
+          L4_CHECK(valid_utf8(block), "invalid UTF-8");
+          return std::vector<Document>{encoder_.encode_text(block)};
+        });
+      });
+    } else if (input_.kind == InputKind::jsonl) {
+      for_each_line(path, [&](std::string_view line, int64_t line_no) {
+        handle(line, fmt::format("{}:{}", path, line_no), [&] {
+          L4_CHECK(valid_utf8(line), "invalid UTF-8");
+          return documents_of(parse_json_line(line));
+        });
+      });
+    } else {
+      ParquetReader reader(path, record_keys());
+      reader.for_each_row([&](int64_t row, const nlohmann::json& object) {
+        std::string bytes;
+        try {
+          bytes = object.dump();
+        } catch (const nlohmann::json::exception&) {
+          bytes.clear();  // invalid UTF-8 in a string column: reported by handle() below
         }
-        doc = encoder.encode_chat(turns);
+        handle(bytes, fmt::format("{}:row {}", path, row), [&] {
+          L4_CHECK(!bytes.empty(), "invalid UTF-8");
+          return documents_of(object);
+        });
+      });
+    }
+    nlohmann::json source = {{"path", path},        {"format", input_kind_name(input_.kind)},
+                             {"records", records_}, {"skipped", skipped_},
+                             {"bytes", bytes_},     {"tokens", tokens_},
+                             {"kinds", kinds_},     {"skipped_examples", examples_}};
+    if (conversations_ > 0) {
+      source["conversations_split"] = split_;
+      source["conversations_truncated"] = truncated_;
+      source["conversations_dropped"] = dropped_;
+    }
+    train_->set_meta("sources", nlohmann::json::array({source}));
+    train_->finish();
+    if (eval_) eval_->finish();
+    return source;
+  }
+
+ private:
+  // The documents of one JSON record (a JSONL line or a Parquet row).
+  std::vector<Document> documents_of(const nlohmann::json& j) {
+    const RecordKind kind = detect_record_kind(j);
+    L4_CHECK(
+        !input_.conversations_only || is_conversation(kind),
+        "expected a conversation record (\"messages\", \"conversations\" or \"instruction\"/\"output\"), "
+        "got a text record");
+    Record record = parse_record(j, kind, base_dir_.string());
+    kind_ = record_kind_name(kind);
+    if (!is_conversation(kind)) return {encoder_.encode_text(record.text)};
+    const bool has_assistant = std::any_of(record.turns.begin(), record.turns.end(),
+                                           [](const ChatTurn& t) { return t.role == "assistant"; });
+    L4_CHECK(has_assistant || train_on_ == TrainOn::all, "no assistant message (nothing to train on)");
+    mark_targets(record.turns, train_on_);
+    for (const ChatTurn& t : record.turns) {
+      for (const ChatPart& p : t.parts) {
+        if (p.is_image) bytes_ += static_cast<int64_t>(fs::file_size(p.image_path));
       }
-      L4_CHECK(!doc->tokens.empty(), "empty document");
+    }
+    FittedConversation fit = fit_conversation(encoder_, record.turns, train_on_, opt_.seq_len, overlong_);
+    ++conversations_;
+    split_ += fit.was_split && fit.documents.size() > 1;
+    truncated_ += fit.truncated;
+    dropped_ += fit.dropped;
+    return std::move(fit.documents);
+  }
+
+  template <class Encode>
+  void handle(std::string_view record, const std::string& where, Encode&& encode) {
+    ++records_;
+    bytes_ += static_cast<int64_t>(record.size()) + 1;
+    kind_ = "text";
+    std::vector<Document> docs;
+    try {
+      docs = encode();
+      for (const Document& d : docs) L4_CHECK(!d.tokens.empty(), "empty document");
     } catch (const l4::Error& e) {
       const std::string message = fmt::format("{}: {}", where, e.what());
-      if (!opt.skip_bad_records) throw l4::Error(message);
-      ++skipped;
-      if (examples.size() < kMaxSkippedExamples) examples.push_back(message);
+      if (!opt_.skip_bad_records) throw l4::Error(message);
+      ++skipped_;
+      if (examples_.size() < kMaxSkippedExamples) examples_.push_back(message);
       return;
     }
-    tokens += static_cast<int64_t>(doc->tokens.size());
-    DatasetWriter& out = (eval && is_eval_record(record, opt.eval_fraction)) ? *eval : train;
-    out.add(*doc, where);
-    if (records % 64 == 0) progress.maybe_log(path, records, tokens, bytes);
-  });
-  FileResult result;
-  result.source = {{"path", path},   {"format", opt.format}, {"records", records}, {"skipped", skipped},
-                   {"bytes", bytes}, {"tokens", tokens},     {"skipped_examples", examples}};
-  train.set_meta("sources", nlohmann::json::array({result.source}));
-  train.finish();
-  if (eval) eval->finish();
-  return result;
-}
+    kinds_[kind_] = kinds_.value(kind_, 0) + 1;
+    DatasetWriter& out = (eval_ && is_eval_record(record, opt_.eval_fraction)) ? *eval_ : *train_;
+    for (const Document& d : docs) {
+      tokens_ += static_cast<int64_t>(d.tokens.size());
+      out.add(d, where);
+    }
+    if (records_ % 64 == 0) progress_.maybe_log(input_.path, records_, tokens_, bytes_);
+  }
+
+  const InputFile& input_;
+  const PrepareOptions& opt_;
+  const DocumentEncoder& encoder_;
+  Progress& progress_;
+  const fs::path base_dir_;
+  const TrainOn train_on_;
+  const Overlong overlong_;
+  std::unique_ptr<DatasetWriter> train_, eval_;
+  std::string kind_;
+  int64_t records_ = 0, skipped_ = 0, bytes_ = 0, tokens_ = 0;
+  int64_t conversations_ = 0, split_ = 0, truncated_ = 0, dropped_ = 0;
+  nlohmann::json kinds_ = nlohmann::json::object(), examples_ = nlohmann::json::array();
+};
 
 // Concatenates the parts of one split, in input order, into the final dataset.
-int64_t stitch(const PrepareOptions& opt, const TokenizerInfo& tokenizer, const std::string& parts_root,
-               const char* split, const std::string& out_dir, const nlohmann::json& sources) {
+int64_t stitch(const PrepareOptions& opt, size_t num_files, const TokenizerInfo& tokenizer,
+               const std::string& parts_root, const char* split, const std::string& out_dir,
+               const nlohmann::json& sources) {
   WriterOptions wo;
   wo.shard_bytes = opt.shard_bytes;
   wo.tokenizer = tokenizer;
   wo.split = opt.eval_dir.empty() ? "all" : split;
   DatasetWriter writer(out_dir, wo);
-  for (size_t i = 0; i < opt.inputs.size(); ++i) {
+  for (size_t i = 0; i < num_files; ++i) {
     DatasetReader part(part_dir(parts_root, i, split));
     for (uint64_t g = 0; g < part.num_docs(); ++g) writer.add(part.read_document(g), part.dir());
   }
   writer.set_meta("sources", sources);
   writer.set_meta("eval_fraction", opt.eval_dir.empty() ? 0.0 : opt.eval_fraction);
+  writer.set_meta("train_on", opt.train_on);
+  writer.set_meta("overlong", opt.overlong);
+  writer.set_meta("seq_len", opt.seq_len);
   const int64_t docs = writer.num_documents();
   writer.finish();
   return docs;
@@ -255,43 +276,15 @@ bool is_eval_record(std::string_view record, double eval_fraction) {
   return record_hash_unit(record) < eval_fraction;
 }
 
-Document expand_image_placeholders(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
-                                   int32_t placeholder, std::vector<EncodedImage> images) {
-  L4_ASSERT(ids.size() == mask.size(), "ids and mask differ in length");
-  Document doc;
-  size_t next = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] != placeholder) {
-      doc.tokens.push_back(static_cast<uint32_t>(ids[i]));
-      doc.loss_mask.push_back(mask[i]);
-      continue;
-    }
-    L4_CHECK(next < images.size(), "the text has more image placeholders than images");
-    EncodedImage& im = images[next++];
-    ImageRecord rec;
-    rec.token_begin = doc.tokens.size();
-    for (int32_t t : im.tokens) {
-      doc.tokens.push_back(static_cast<uint32_t>(t));
-      doc.loss_mask.push_back(0);
-    }
-    rec.token_end = doc.tokens.size();
-    rec.grid_rows = im.grid_rows;
-    rec.grid_cols = im.grid_cols;
-    rec.tiles = std::move(im.tiles);
-    doc.images.push_back(std::move(rec));
-  }
-  L4_CHECK(next == images.size(), "{} images but {} image placeholders in the text", images.size(), next);
-  return doc;
-}
-
 PrepareReport prepare_dataset(const PrepareOptions& opt, const DocumentEncoder& encoder, PrepareComm& comm) {
-  L4_CHECK(opt.format == "text" || opt.format == "jsonl" || opt.format == "chat",
-           "prepare: unknown format '{}' (expected text, jsonl or chat)", opt.format);
   L4_CHECK(!opt.inputs.empty(), "prepare: no input files");
   L4_CHECK(!opt.train_dir.empty(), "prepare: no output directory");
   L4_CHECK(opt.eval_fraction >= 0.0 && opt.eval_fraction <= 1.0, "prepare: eval_fraction {} outside [0, 1]",
            opt.eval_fraction);
-  for (const std::string& in : opt.inputs) L4_CHECK(fs::is_regular_file(in), "{}: input file not found", in);
+  L4_CHECK(opt.text_doc_bytes >= 1, "prepare: text_doc_bytes must be >= 1, got {}", opt.text_doc_bytes);
+  train_on_from_name(opt.train_on);
+  overlong_from_name(opt.overlong);
+  const std::vector<InputFile> files = resolve_inputs(opt.inputs, opt.format);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string parts_root = fs::path(opt.train_dir).lexically_normal().string() + ".parts";
   if (comm.rank() == 0) {
@@ -301,12 +294,16 @@ PrepareReport prepare_dataset(const PrepareOptions& opt, const DocumentEncoder& 
   comm.barrier();
 
   PrepareReport report;
+  report.files = static_cast<int64_t>(files.size());
   std::string error;
   Progress progress(opt.progress_every_s);
   try {
     fs::create_directories(parts_root);
-    for (size_t i = static_cast<size_t>(comm.rank()); i < opt.inputs.size(); i += static_cast<size_t>(comm.size())) {
-      process_file(i, opt, encoder, parts_root, progress);
+    for (size_t i = static_cast<size_t>(comm.rank()); i < files.size();
+         i += static_cast<size_t>(comm.size())) {
+      FileProcessor(files[i], opt, encoder, part_dir(parts_root, i, "train"),
+                    opt.eval_dir.empty() ? "" : part_dir(parts_root, i, "eval"), progress)
+          .run();
     }
   } catch (const l4::Error& e) {
     error = e.what();
@@ -325,20 +322,25 @@ PrepareReport prepare_dataset(const PrepareOptions& opt, const DocumentEncoder& 
   if (comm.rank() == 0) {
     try {
       nlohmann::json sources = nlohmann::json::array();
-      for (size_t i = 0; i < opt.inputs.size(); ++i) {
+      for (size_t i = 0; i < files.size(); ++i) {
         const DatasetReader part(part_dir(parts_root, i, "train"));
         sources.push_back(part.meta().at("sources").at(0));
       }
       const TokenizerInfo tokenizer = encoder.tokenizer_info();
-      report.train_documents = stitch(opt, tokenizer, parts_root, "train", opt.train_dir, sources);
+      report.train_documents =
+          stitch(opt, files.size(), tokenizer, parts_root, "train", opt.train_dir, sources);
       if (!opt.eval_dir.empty()) {
-        report.eval_documents = stitch(opt, tokenizer, parts_root, "eval", opt.eval_dir, sources);
+        report.eval_documents =
+            stitch(opt, files.size(), tokenizer, parts_root, "eval", opt.eval_dir, sources);
       }
       for (const auto& s : sources) {
         report.records += s["records"].get<int64_t>();
         report.skipped += s["skipped"].get<int64_t>();
         report.input_bytes += s["bytes"].get<int64_t>();
         report.tokens += s["tokens"].get<int64_t>();
+        report.conversations_split += s.value("conversations_split", int64_t{0});
+        report.conversations_truncated += s.value("conversations_truncated", int64_t{0});
+        report.conversations_dropped += s.value("conversations_dropped", int64_t{0});
         for (const auto& e : s["skipped_examples"]) {
           if (report.skipped_examples.size() < kMaxSkippedExamples) report.skipped_examples.push_back(e);
         }

@@ -1,11 +1,13 @@
-// `llama4 prepare`: raw text / JSONL / chat JSONL (+ images) -> dataset directories (dataset_format.h).
+// `llama4 prepare`: text, JSONL and Parquet records (+ images) -> dataset directories (dataset_format.h).
 //
 // Records: text files are split into documents at blank lines, and at the first line end after
-// text_doc_bytes (so a corpus with one paragraph per line gives documents of a few KB); JSONL has one
-// {"text": ...} per line; chat JSONL has one {"messages": [{"role", "content"}]} per line, content a
-// string or a list of {"type": "text", "text"} / {"type": "image", "path"} parts, image paths
-// relative to the JSONL file. Every record goes to the eval split when a hash of its bytes falls
-// below eval_fraction, so the split is deterministic and identical records share a split.
+// text_doc_bytes (so a corpus with one paragraph per line gives documents of a few KB); a JSONL line or a
+// Parquet row is one record of a kind recognised by its keys (records.h: chat messages, ShareGPT, Alpaca,
+// plain text); which files are read and how is input_files.h. Conversations get their loss mask from
+// train_on and are fitted into seq_len by the overlong rule (conversation_fit.h). Every record goes to the
+// eval split when a hash of its bytes (the text document, the JSONL line, the Parquet row as compact JSON)
+// falls below eval_fraction, so the split is deterministic, identical records share a split and the pieces
+// of a split conversation stay together.
 //
 // Several processes (mpirun) split the input files between them; each writes its files' documents
 // into parts, and rank 0 concatenates the parts in input order, so the result is byte-for-byte the
@@ -19,44 +21,9 @@
 #include <vector>
 
 #include "data/dataset_format.h"
+#include "data/document_encoder.h"
 
 namespace l4::data {
-
-struct ChatPart {
-  bool is_image = false;
-  std::string text;        // text part
-  std::string image_path;  // image part, resolved against the JSONL file's directory
-};
-
-struct ChatTurn {
-  std::string role;  // system | user | assistant | tool | ipython
-  std::vector<ChatPart> parts;
-};
-
-// Turns records into token documents; implemented over the tokenizer (and the vision tiling for
-// images) by the command line. Errors are l4::Error without a location; the pipeline adds it.
-class DocumentEncoder {
- public:
-  virtual ~DocumentEncoder() = default;
-  virtual TokenizerInfo tokenizer_info() const = 0;
-  // A pretraining document: every token is a target.
-  virtual Document encode_text(std::string_view text) const = 0;
-  // An SFT conversation: assistant tokens are targets; images expanded into their tokens and tiles.
-  virtual Document encode_chat(const std::vector<ChatTurn>& turns) const = 0;
-};
-
-// One image as the vision code encodes it: tiles and the tokens that stand for it in the text.
-struct EncodedImage {
-  std::vector<uint8_t> tiles;  // n * kTileBytes
-  uint64_t grid_rows = 1, grid_cols = 1;
-  std::vector<int32_t> tokens;  // <|image_start|> ... <|patch|> ... <|image_end|>
-};
-using ImageEncoder = std::function<EncodedImage(const std::string& path)>;
-
-// Replaces the k-th occurrence of `placeholder` in ids with images[k]'s tokens (never targets) and
-// records the spans; the number of placeholders must equal images.size().
-Document expand_image_placeholders(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
-                                   int32_t placeholder, std::vector<EncodedImage> images);
 
 // Minimal collective operations prepare needs across processes (MPI in the command line).
 class PrepareComm {
@@ -70,19 +37,24 @@ class PrepareComm {
 };
 
 struct PrepareOptions {
-  std::vector<std::string> inputs;
-  std::string format = "text";  // text | jsonl | chat
-  std::string train_dir;        // receives every record when eval_dir is empty
+  std::vector<std::string> inputs;  // files or directories (input_files.h)
+  std::string format = "auto";      // auto | text | jsonl | chat | parquet (input_files.h)
+  std::string train_dir;            // receives every record when eval_dir is empty
   std::string eval_dir;
   double eval_fraction = 0.0;
   bool skip_bad_records = false;
   uint64_t shard_bytes = 256ull << 20;
   uint64_t text_doc_bytes = 2048;  // format text: a document ends at the first line end after this many bytes
+  std::string train_on = "assistant";  // assistant | all | last_turn (conversation_fit.h)
+  std::string overlong = "split";      // split | truncate | drop, for conversations over seq_len tokens
+  uint64_t seq_len = 0;                // 0: conversations are kept whole (the loader splits them)
   double progress_every_s = 5.0;
 };
 
 struct PrepareReport {
   int64_t records = 0, skipped = 0, train_documents = 0, eval_documents = 0, tokens = 0;
+  int64_t files = 0;
+  int64_t conversations_split = 0, conversations_truncated = 0, conversations_dropped = 0;
   int64_t input_bytes = 0;  // records and the image files they name
   double seconds = 0.0;
   std::vector<std::string> skipped_examples;  // "file:line: problem", the first few
@@ -90,7 +62,8 @@ struct PrepareReport {
 
 // Writes train_dir (and eval_dir). Bad records are errors "file:line: problem" unless
 // skip_bad_records. Rank 0's report covers all processes.
-PrepareReport prepare_dataset(const PrepareOptions& options, const DocumentEncoder& encoder, PrepareComm& comm);
+PrepareReport prepare_dataset(const PrepareOptions& options, const DocumentEncoder& encoder,
+                              PrepareComm& comm);
 
 // Which split a record goes to: hash of its bytes mapped to [0, 1) compared with eval_fraction.
 bool is_eval_record(std::string_view record, double eval_fraction);

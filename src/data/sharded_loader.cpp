@@ -33,6 +33,34 @@ LoaderState LoaderState::from_json(const nlohmann::json& j) {
 
 namespace {
 
+// Says how many documents exceed seq_len and what happens to them; conversations that the loader has to
+// continue in the next row (prepared without this seq_len) lose their prompt, which deserves a warning.
+void report_overlong(const DatasetReader& reader, const DocIndex& index, const LoaderOptions& o) {
+  const uint64_t T = static_cast<uint64_t>(o.seq_len);
+  uint64_t longer = 0;
+  for (uint64_t len : index.lengths) longer += len > T;
+  if (longer == 0) return;
+  bool conversations = false;
+  for (const auto& source : reader.meta().value("sources", nlohmann::json::array())) {
+    for (const char* kind : {"chat", "sharegpt", "alpaca"}) {
+      conversations |= source.contains("kinds") && source["kinds"].value(kind, 0) > 0;
+    }
+  }
+  const std::string what =
+      fmt::format("{}: {} of {} documents are longer than data.seq_len={}", o.path, longer, index.size(), T);
+  if (o.overlong == Overlong::truncate) {
+    L4_LOG_INFO("{}: their first {} tokens are kept (data.overlong: truncate)", what, T);
+  } else if (o.overlong == Overlong::drop) {
+    L4_LOG_INFO("{}: they are left out (data.overlong: drop)", what);
+  } else if (conversations) {
+    L4_LOG_WARN("{}: they continue in the next rows, where conversations among them lose their prompt; "
+                "prepare the data with data.seq_len={} to split the conversations at turns (data.overlong)",
+                what, T);
+  } else {
+    L4_LOG_INFO("{}: they continue in the next rows (data.overlong: split)", what);
+  }
+}
+
 struct RowRef {
   int64_t epoch = 0;
   uint64_t row = 0;
@@ -78,7 +106,7 @@ struct ShardedLoader::Impl {
   // Tokens [begin, begin+length] of the piece's document (one more for the last label, if any).
   void read_piece(const Piece& piece, std::vector<uint32_t>& tokens, std::vector<uint8_t>& mask) const {
     const uint64_t doc_len = index.lengths[piece.doc];
-    const uint64_t count = std::min(piece.length + 1, doc_len - piece.begin);
+    const uint64_t count = piece.cut ? piece.length : std::min(piece.length + 1, doc_len - piece.begin);
     tokens.resize(count);
     mask.resize(count);
     reader->read_tokens(piece.doc, piece.begin, count, tokens.data(), mask.data());
@@ -270,7 +298,8 @@ ShardedLoader::ShardedLoader(LoaderOptions options) : impl_(std::make_unique<Imp
   s.options = std::move(options);
   s.reader = std::make_unique<DatasetReader>(s.options.path);
   s.index = DocIndex::from_reader(*s.reader);
-  s.packing = {s.options.seq_len, s.options.pack, s.options.shuffle, s.options.seed};
+  s.packing = {s.options.seq_len, s.options.pack, s.options.shuffle, s.options.seed, s.options.overlong};
+  report_overlong(*s.reader, s.index, s.options);
   const std::string& sha = s.reader->tokenizer().sha256;
   L4_CHECK(s.options.expected_tokenizer_sha256.empty() || sha == s.options.expected_tokenizer_sha256,
            "{}: prepared with a different tokenizer (sha256 {}, the recipe's is {}); re-run llama4 prepare",
@@ -279,6 +308,9 @@ ShardedLoader::ShardedLoader(LoaderOptions options) : impl_(std::make_unique<Imp
   s.fingerprint = fmt::format("docs={} tokens={} seq_len={} pack={} shuffle={} seed={}", s.reader->num_docs(),
                               s.reader->num_tokens(), s.options.seq_len, s.options.pack, s.options.shuffle,
                               s.options.seed);
+  if (s.options.overlong != Overlong::split) {
+    s.fingerprint += fmt::format(" overlong={}", overlong_name(s.options.overlong));
+  }
   s.patch_id = s.reader->tokenizer().patch_id;
   s.start();
 }
@@ -297,6 +329,7 @@ LoaderOptions loader_options_from_recipe(const config::Recipe& recipe, bool eval
   o.rank = rank;
   o.world_size = world_size;
   o.prefetch = recipe.data.prefetch;
+  o.overlong = overlong_from_name(recipe.data.overlong);
   o.missing_hint = fmt::format("run: llama4 prepare --config {}", recipe.source);
   return o;
 }

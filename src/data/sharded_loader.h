@@ -32,6 +32,7 @@ struct LoaderOptions {
   bool pack = true;
   bool shuffle = true;
   uint64_t seed = 0;
+  Overlong overlong = Overlong::split;  // documents longer than seq_len (data.overlong)
   int64_t global_batch = 8;  // rows per optimizer step over all ranks
   int64_t micro_batch = 4;   // rows per forward/backward on one rank
   int rank = 0;

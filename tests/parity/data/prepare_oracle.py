@@ -12,6 +12,13 @@ Expected documents:
     template with {% generation %} around assistant turns;
   chat records with images: transformers Llama4Processor (Llama4ImageProcessor tiling, <|image|>
     expansion) on the rendered template; the stored uint8 tiles, normalised, against its pixel_values;
+  ShareGPT / Alpaca records (no --format): the same template on the messages they stand for (human/gpt ->
+    user/assistant, tool -> the template's ipython turn; Alpaca: user = instruction + "\n" + input when the
+    input is not empty, assistant = output);
+  --train-on all: every token a target; --train-on last_turn: only the last {% generation %} span;
+  --seq-len N (overlong split): the leading system turn plus as many whole exchanges (a user turn and what
+    follows it) as the template renders within N tokens, an exchange alone over N cut at N, pieces without
+    targets left out (the rule written again here, token counts from transformers);
   split: FNV-1a 64 + splitmix64 of the record bytes < eval_fraction -> eval (a re-implementation);
   text records: lines up to a blank line or to the first line end after --text-doc-bytes bytes.
 Exits non-zero with a message on any difference.
@@ -72,6 +79,77 @@ CHATS = [
      {"role": "assistant", "content": "The result is 42."}],
 ] + [[{"role": "user", "content": f"Count to {i}."}, {"role": "assistant", "content": " ".join(map(str, range(1, i + 1)))}]
      for i in range(1, 25)]
+
+
+# Long conversations for the overlong split (seq_len SPLIT_SEQ_LEN): several exchanges, one exchange longer
+# than the limit on its own, one conversation that fits.
+SPLIT_SEQ_LEN = 96
+LONG_CHATS = [
+    [{"role": "system", "content": "You answer questions about llamas."}] +
+    [m for i in range(5) for m in ({"role": "user", "content": f"Tell me fact number {i} about llamas, please."},
+                                   {"role": "assistant", "content": f"Fact {i}: llamas " + "hum and " * (i + 2) + "spit."})],
+    [{"role": "user", "content": "Short?"}, {"role": "assistant", "content": "Yes."}],
+    [{"role": "user", "content": "Write a long answer."}, {"role": "assistant", "content": "word " * 150},
+     {"role": "user", "content": "Now a short one."}, {"role": "assistant", "content": "Done."}],
+]
+ALPACA = [{"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
+          {"instruction": "Name a colour.", "input": "", "output": "Blue"},
+          {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "text": "rendered, ignored"}]
+
+
+def to_sharegpt(messages):
+    names = {"user": "human", "assistant": "gpt", "system": "system", "ipython": "tool"}
+    text = lambda c: c if isinstance(c, str) else "".join(p["text"] for p in c)  # noqa: E731
+    return {"conversations": [{"from": names[m["role"]], "value": text(m["content"])} for m in messages]}
+
+
+def alpaca_messages(record):
+    user = record["instruction"] + ("\n" + record["input"] if record.get("input") else "")
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
+
+
+def last_run_only(mask):
+    """Keeps the last run of ones (the last assistant turn's {% generation %} span)."""
+    out, end = [0] * len(mask), len(mask)
+    while end > 0 and not mask[end - 1]:
+        end -= 1
+    begin = end
+    while begin > 0 and mask[begin - 1]:
+        begin -= 1
+    out[begin:end] = [1] * (end - begin)
+    return out
+
+
+def split_reference(encode_chat, messages, seq_len):
+    ids, mask = encode_chat(messages)
+    if len(ids) <= seq_len:
+        return [(ids, mask)]
+    first = 0
+    while first < len(messages) and messages[first]["role"] == "system":
+        first += 1
+    system, exchanges = messages[:first], []
+    for m in messages[first:]:
+        if not exchanges or m["role"] == "user":
+            exchanges.append([])
+        exchanges[-1].append(m)
+    piece = lambda b, e: system + [m for ex in exchanges[b:e] for m in ex]  # noqa: E731
+    pieces, b = [], 0
+    while b < len(exchanges):
+        e = b + 1
+        ids, mask = encode_chat(piece(b, e))
+        if len(ids) > seq_len:
+            ids, mask = ids[:seq_len], mask[:seq_len]
+        else:
+            while e < len(exchanges):
+                longer = encode_chat(piece(b, e + 1))
+                if len(longer[0]) > seq_len:
+                    break
+                ids, mask = longer
+                e += 1
+        if any(mask[1:]):
+            pieces.append((ids, mask))
+        b = e
+    return pieces
 
 
 def make_images(inputs):
@@ -195,6 +273,9 @@ def main():
              "chat": [json.dumps({"messages": m}, ensure_ascii=False) for m in CHATS]}
     image_names = make_images(inputs)
     lines["chat_images"] = [json.dumps({"messages": m}, ensure_ascii=False) for m in image_chats(image_names)]
+    lines["sharegpt"] = [json.dumps(to_sharegpt(m), ensure_ascii=False) for m in CHATS]
+    lines["alpaca"] = [json.dumps(r, ensure_ascii=False) for r in ALPACA]
+    lines["long"] = [json.dumps({"messages": m}, ensure_ascii=False) for m in LONG_CHATS]
     for name, ls in lines.items():
         with open(os.path.join(inputs, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             f.write("\n".join(ls) + "\n")
@@ -208,12 +289,18 @@ def main():
         "chat": ["--input", os.path.join(inputs, "chat.jsonl"), "--format", "chat", "--eval-output",
                  os.path.join(out, "chat_eval"), "--eval-fraction", str(EVAL_FRACTION)],
         "chat_images": ["--input", os.path.join(inputs, "chat_images.jsonl"), "--format", "chat", "--shard-mb", "0.5"],
+        "sharegpt": ["--input", os.path.join(inputs, "sharegpt.jsonl")],
+        "alpaca": ["--input", os.path.join(inputs, "alpaca.jsonl")],
+        "chat_all": ["--input", os.path.join(inputs, "chat.jsonl"), "--train-on", "all"],
+        "chat_last": ["--input", os.path.join(inputs, "chat.jsonl"), "--train-on", "last_turn"],
+        "chat_split": ["--input", os.path.join(inputs, "long.jsonl"), "--seq-len", str(SPLIT_SEQ_LEN)],
     }
     for name, extra in runs.items():
         cmd = [args.llama4, "prepare", "--output", os.path.join(out, name), "--tokenizer", tok] + extra
         subprocess.run(cmd, check=True)
 
-    expected = {"text": [], "text_eval": [], "jsonl": [], "chat": [], "chat_eval": [], "chat_images": []}
+    expected = {"text": [], "text_eval": [], "jsonl": [], "chat": [], "chat_eval": [], "chat_images": [],
+                "sharegpt": [], "alpaca": [], "chat_all": [], "chat_last": [], "chat_split": []}
     images = {name: [] for name in expected}  # per document: (float tiles or None, grids)
     for rec in text_records(TEXT):
         split = "text_eval" if record_hash_unit(rec.encode()) < EVAL_FRACTION else "text"
@@ -223,6 +310,19 @@ def main():
     for line, messages in zip(lines["chat"], CHATS):
         split = "chat_eval" if record_hash_unit(line.encode()) < EVAL_FRACTION else "chat"
         expected[split].append(encode_chat(messages))
+    for messages in CHATS:
+        ids, mask = encode_chat(messages)
+        expected["sharegpt"].append((ids, mask))
+        expected["chat_all"].append((ids, [1] * len(ids)))
+        expected["chat_last"].append((ids, last_run_only(mask)))
+    for record in ALPACA:
+        expected["alpaca"].append(encode_chat(alpaca_messages(record)))
+    for messages in LONG_CHATS:
+        expected["chat_split"] += split_reference(encode_chat, messages, SPLIT_SEQ_LEN)
+    if len(expected["chat_split"]) <= len(LONG_CHATS):
+        failures_setup = "chat_split: no conversation was split: the overlong rule is not exercised"
+        print(failures_setup, file=sys.stderr)
+        sys.exit(1)
     for messages in image_chats(image_names):
         ids, mask, tiles, grids = hf_image_reference(inputs, auto, with_mask, LLAMA4_CHAT_TEMPLATE, messages)
         expected["chat_images"].append((ids, mask))

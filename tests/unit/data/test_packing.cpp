@@ -4,6 +4,7 @@
 
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "core/error.h"
 #include "data/packing.h"
@@ -107,6 +108,32 @@ TEST(Packing, UnshuffledKeepsDatasetOrder) {
   const DocIndex index = random_index(30, 10, false, 5);
   const auto plan = plan_epoch(index, {64, true, false, 0}, 0);
   for (size_t i = 0; i < plan.pieces.size(); ++i) EXPECT_EQ(plan.pieces[i].doc, i);
+}
+
+TEST(Packing, OverlongDocumentsTruncatedOrDropped) {
+  DocIndex index;
+  index.add(5);
+  index.add(25, {{8, 14}});  // truncation at 10 would cut the image [8, 14): it stops at 8
+  index.add(30);
+  index.add(10);
+  PackingOptions opt;
+  opt.seq_len = 10;
+  opt.shuffle = false;
+  opt.overlong = Overlong::truncate;
+  EpochPlan plan = plan_epoch(index, opt, 0);
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t, bool>> pieces;
+  for (const Piece& p : plan.pieces) pieces.emplace_back(p.doc, p.begin, p.length, p.cut);
+  const std::vector<std::tuple<uint64_t, uint64_t, uint64_t, bool>> truncated = {
+      {0, 0, 5, false}, {1, 0, 8, true}, {2, 0, 10, true}, {3, 0, 10, false}};
+  EXPECT_EQ(pieces, truncated);
+  EXPECT_EQ(plan.num_rows(), 4u);  // 5 | 8 (the next does not fit beside it) | 10 | 10
+
+  opt.overlong = Overlong::drop;
+  plan = plan_epoch(index, opt, 0);
+  ASSERT_EQ(plan.pieces.size(), 2u);
+  EXPECT_EQ(plan.pieces[0].doc, 0u);
+  EXPECT_EQ(plan.pieces[1].doc, 3u);
+  EXPECT_EQ(plan.num_rows(), 2u);  // 5 + 10 do not share a row of 10
 }
 
 }  // namespace

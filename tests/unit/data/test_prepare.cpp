@@ -11,71 +11,23 @@
 #include "core/error.h"
 #include "data/dataset_reader.h"
 #include "data/prepare.h"
+#include "prepare_test_encoder.h"
 #include "synthetic_dataset.h"
 
 namespace l4::data {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ByteEncoder;
+using testing::error_of;
 using testing::fresh_dir;
-
-constexpr int32_t kBos = 256, kEos = 257, kImagePlaceholder = 258, kImageStart = 259, kPatchId = 260,
-                  kImageEnd = 261, kRoleBase = 270;
-
-// Bytes as ids; chat turns as <role> content, images as placeholders expanded to 1 tile and 4 patches.
-class ByteEncoder : public DocumentEncoder {
- public:
-  TokenizerInfo tokenizer_info() const override { return {"bytes", 300, 0, kPatchId}; }
-  Document encode_text(std::string_view text) const override {
-    Document d;
-    d.tokens.push_back(kBos);
-    for (unsigned char c : text) d.tokens.push_back(c);
-    d.tokens.push_back(kEos);
-    d.loss_mask.assign(d.tokens.size(), 1);
-    return d;
-  }
-  Document encode_chat(const std::vector<ChatTurn>& turns) const override {
-    std::vector<int32_t> ids{kBos};
-    std::vector<uint8_t> mask{0};
-    std::vector<EncodedImage> images;
-    const std::vector<std::string> roles = {"system", "user", "assistant", "tool", "ipython"};
-    for (const ChatTurn& t : turns) {
-      const uint8_t target = t.role == "assistant";
-      ids.push_back(kRoleBase + static_cast<int32_t>(std::find(roles.begin(), roles.end(), t.role) - roles.begin()));
-      mask.push_back(0);
-      for (const ChatPart& p : t.parts) {
-        if (p.is_image) {
-          ids.push_back(kImagePlaceholder);
-          mask.push_back(0);
-          EncodedImage im;
-          im.tiles.assign(kTileBytes, static_cast<uint8_t>(fs::file_size(p.image_path)));
-          im.tokens = {kImageStart, kPatchId, kPatchId, kPatchId, kPatchId, kImageEnd};
-          images.push_back(std::move(im));
-        }
-        for (unsigned char c : p.text) {
-          ids.push_back(c);
-          mask.push_back(target);
-        }
-      }
-    }
-    return expand_image_placeholders(ids, mask, kImagePlaceholder, std::move(images));
-  }
-};
-
-std::string write_file(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const l4::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::write_file;
+using testing::kBos;
+using testing::kEos;
+using testing::kImageStart;
+using testing::kPatchId;
+using testing::kImageEnd;
+using testing::kRoleBase;
 
 PrepareReport run(const PrepareOptions& opt) {
   PrepareComm single;
@@ -126,7 +78,7 @@ TEST(Prepare, BadRecordsNameFileAndLine) {
       {R"({"messages": [{"role": "user", "content": [{"type": "image", "path": "nope.png"}]}, {"role": "assistant", "content": "a"}]})",
        "image 'nope.png' not found"},
       {R"({"messages": [{"role": "user", "content": "only a question"}]})", "no assistant message"},
-      {R"({"text": "pretraining record in a chat file"})", "non-empty list \"messages\""},
+      {R"({"text": "pretraining record in a chat file"})", "expected a conversation record"},
   };
   for (const auto& [bad, problem] : cases) {
     PrepareOptions opt;
@@ -293,7 +245,7 @@ TEST(Prepare, AnErrorInOneProcessStopsAll) {
   opt.inputs = {write_file(dir + "/a.jsonl", "{\"text\": \"ok\"}\n"), write_file(dir + "/b.jsonl", "{\"txt\": 1}\n")};
   opt.train_dir = dir + "/out";
   const auto errors = run_on(2, opt);
-  EXPECT_NE(errors[1].find("b.jsonl:1: expected an object with a string field \"text\""), std::string::npos)
+  EXPECT_NE(errors[1].find("b.jsonl:1: expected a record with \"messages\""), std::string::npos)
       << errors[1];
   EXPECT_NE(errors[0].find("another process"), std::string::npos) << errors[0];
   EXPECT_FALSE(fs::exists(opt.train_dir));

@@ -238,6 +238,48 @@ TEST(ShardedLoader, UnpackedRowsHoldOnePieceAndPadding) {
   }
 }
 
+// data.overlong on documents longer than seq_len: truncate keeps their first seq_len tokens with no label past
+// them (as a truncated sequence in transformers); drop leaves them out; split continues them.
+TEST(ShardedLoader, OverlongDocumentsTruncatedOrDropped) {
+  SyntheticSpec spec;
+  spec.docs = 3;
+  spec.sft_mask = false;
+  std::vector<Document> docs = make_documents(spec);
+  docs[0].tokens.resize(5);
+  docs[1].tokens.resize(45);
+  docs[2].tokens.resize(12);
+  for (Document& d : docs) d.loss_mask.assign(d.tokens.size(), 1);
+  const std::string dir = fresh_dir("loader_overlong");
+  testing::write_dataset(dir, docs);
+  const auto rows = [&](Overlong overlong) {
+    LoaderOptions o = options_for(dir, 0, 1, 1, 1);
+    o.seq_len = 12;
+    o.pack = false;
+    o.shuffle = false;
+    o.repeat = false;
+    o.overlong = overlong;
+    ShardedLoader loader(o);
+    std::vector<Batch> out;
+    for (StepBatch step = loader.next_step(); !step.end_of_data; step = loader.next_step()) out.push_back(step.micro.at(0));
+    return out;
+  };
+  const std::vector<Batch> truncated = rows(Overlong::truncate);
+  ASSERT_EQ(truncated.size(), 3u);
+  const Batch& cut = truncated[1];
+  ASSERT_EQ(cut.segments.at(0).length, 12);
+  for (int64_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(cut.input_ids[0][i].item<int64_t>(), docs[1].tokens[i]);
+    EXPECT_EQ(cut.labels[0][i].item<int64_t>(), i < 11 ? static_cast<int64_t>(docs[1].tokens[i + 1]) : kIgnoreIndex);
+  }
+  EXPECT_EQ(truncated[2].input_ids[0][0].item<int64_t>(), docs[2].tokens[0]);
+  const std::vector<Batch> dropped = rows(Overlong::drop);
+  ASSERT_EQ(dropped.size(), 2u);
+  EXPECT_EQ(dropped[1].segments.at(0).doc, 2);
+  const std::vector<Batch> split = rows(Overlong::split);
+  ASSERT_EQ(split.size(), 6u);  // 5 | 12 + 12 + 12 + 9 | 12
+  EXPECT_EQ(split[1].labels[0][11].item<int64_t>(), docs[1].tokens[12]) << "a split piece continues";
+}
+
 TEST(ShardedLoader, EvaluationPassEndsAfterOneEpoch) {
   const Fixture& f = dataset_with_images();
   for (int world : {1, 2}) {
@@ -284,8 +326,10 @@ TEST(ShardedLoader, RecipeOptionsAndTokenizerCheck) {
   recipe.data.eval = fresh_dir("no_eval");
   recipe.train.global_batch = 4;
   recipe.train.micro_batch = 2;
+  recipe.data.overlong = "drop";
   const LoaderOptions train = loader_options_from_recipe(recipe, false, 1, 2);
   EXPECT_TRUE(train.repeat && train.shuffle);
+  EXPECT_EQ(train.overlong, Overlong::drop);
   EXPECT_EQ(train.rank, 1);
   const LoaderOptions eval = loader_options_from_recipe(recipe, true, 0, 1);
   EXPECT_FALSE(eval.repeat || eval.shuffle);
