@@ -22,6 +22,7 @@ file(MAKE_DIRECTORY ${L4_FMT_SHIM})
 file(CREATE_LINK ${L4_FMT_HEADER_DIR}/fmt ${L4_FMT_SHIM}/fmt SYMBOLIC)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
+find_package(ZLIB REQUIRED)  # checkpoint CRC-32
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
