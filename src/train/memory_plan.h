@@ -91,6 +91,7 @@ struct MemoryPlan {
   int64_t backward_workspace = 0;  // gradients of one layer's activations in flight
   int64_t grad_buckets = 0;        // flattened gradient buckets during the all-reduce
   int64_t all_to_all = 0;          // one MoE layer's exchange buffers (send + receive, both directions)
+  int64_t allocator_slack = 0;     // host heap kept beyond the live peak (CPU runs)
   int64_t runtime = 0;             // process / CUDA context, communicator and allocator slack
   int64_t total = 0;               // peak per rank
   int64_t host_load = 0;           // host RAM while loading weights (the model is built on the host)
