@@ -93,11 +93,17 @@ def rewrite(args, old_include):
             continue
         if a in ("-c", "-Winvalid-pch"):
             continue
+        if std and a.startswith("-std="):
+            a = std
         result.append(include + a[len(old_include):] if a.startswith(old_include) else a)
     if cxx:
         result[0] = cxx
     return result
 
+
+# A LibTorch whose headers demand C++20 (2.14 on) makes CMake build with C++20 (cmake/L4Dependencies.cmake).
+all_h = os.path.join(include, "torch", "csrc", "api", "include", "torch", "all.h")
+std = "-std=c++20" if "C++20 or later" in open(all_h).read() else None
 
 jobs_list = []
 for e in entries:
@@ -127,7 +133,7 @@ pch_cmd = flags + ["-x", "c++-header", os.path.join(pch_dir, "pch_source.h"), "-
 start = time.time()
 built = subprocess.run(pch_cmd, cwd=library[2], capture_output=True, text=True)
 if built.returncode != 0:
-    print(built.stderr[-6000:])
+    print(built.stderr[:6000])  # the first errors explain the rest
     sys.exit("FAILED: the precompiled header (src/core/pch.h) does not compile against these headers")
 with open(os.path.join(pch_dir, "pch.h"), "w") as f:
     f.write("#error the precompiled header was not used\n")
@@ -151,7 +157,7 @@ with concurrent.futures.ThreadPoolExecutor(int(jobs)) as pool:
         without_pch += not with_pch
         if code != 0:
             failed.append(path)
-            print(f"--- {path}\n{err[-4000:]}", flush=True)
+            print(f"--- {path}\n{err[:4000]}", flush=True)
 elapsed = time.time() - start
 if without_pch:
     print(f"[torch-compat] {without_pch} translation unit(s) compiled without the precompiled header")
