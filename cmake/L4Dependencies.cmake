@@ -2,6 +2,10 @@
 
 # LibTorch: from the venv's torch (scripts/setup.sh passes Torch_DIR) or the user's own.
 find_package(Torch REQUIRED)
+# LibTorch 2.14's headers require C++20 (2.9-2.13 accept C++17, which we keep for them).
+if(Torch_VERSION VERSION_GREATER_EQUAL 2.14)
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 # TorchConfig puts its ABI flag in TORCH_CXX_FLAGS; every target must agree with it.
 set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
 
@@ -22,6 +26,7 @@ file(MAKE_DIRECTORY ${L4_FMT_SHIM})
 file(CREATE_LINK ${L4_FMT_HEADER_DIR}/fmt ${L4_FMT_SHIM}/fmt SYMBOLIC)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
+find_package(ZLIB REQUIRED)  # checkpoint CRC-32
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)

@@ -1,48 +1,73 @@
 #!/usr/bin/env bash
 # Launches llama4 on one or more nodes with Open MPI.
 #
-#   launch/mpirun.sh -n 8 [-H hostfile] [-t threads] -- train --config recipes/X.yaml [key=value ...]
+#   launch/mpirun.sh -n 16 [-H hostfile] [-p ranks-per-node] [-t threads] -- train --config recipes/X.yaml [k=v ...]
 #
-# -n  total ranks (default: 2)           -H  hostfile (see launch/hostfile.example; default: this node)
+# -n  total ranks (default: 2)       -H  hostfile, one line per node (see launch/hostfile.example)
+# -p  ranks per node (default: -n spread evenly over the hostfile's nodes; on GPU nodes: GPUs per node)
 # -t  OpenMP/intra-op threads per rank (default: cores per node / ranks per node, at least 1)
-# Ranks are bound to cores (--map-by slot:PE=t), so two ranks never fight over one core.
+# Ranks are placed node by node (ppr) and bound to their own cores, so two ranks never share one. On GPU
+# nodes each rank trains on the GPU of its local rank (OMPI_COMM_WORLD_LOCAL_RANK), every GPU stays visible
+# to every rank (NCCL's peer-to-peer paths need that). The NCCL_*, UCX_*, CUDA_*, L4_*, MKL_*, TORCH_*
+# variables of this shell reach every rank (OMPI_MCA_* ones configure mpirun itself).
+# `kill -USR1 <mpirun pid>` makes every rank finish its step, write a checkpoint and exit 0 (SIGTERM too,
+# after L4_STOP_GRACE_S seconds, default 60); `checkpoint.resume: auto` continues from it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${L4_BINARY:-$ROOT/build/bin/llama4}
 ranks=2
 hostfile=""
+per_node=""
 threads=""
-while getopts "n:H:t:h" opt; do
+while getopts "n:H:p:t:h" opt; do
   case $opt in
     n) ranks=$OPTARG ;;
     H) hostfile=$OPTARG ;;
+    p) per_node=$OPTARG ;;
     t) threads=$OPTARG ;;
-    h) sed -n '2,9p' "$0"; exit 0 ;;
+    h) sed -n '2,15p' "$0"; exit 0 ;;
     *) exit 1 ;;
   esac
 done
 shift $((OPTIND - 1))
 [[ ${1:-} == "--" ]] && shift
-[[ $# -gt 0 ]] || { echo "usage: $0 -n RANKS [-H hostfile] -- <llama4 subcommand> ..." >&2; exit 1; }
+[[ $# -gt 0 ]] || { echo "usage: $0 -n RANKS [-H hostfile] [-p ranks-per-node] -- <llama4 subcommand> ..." >&2; exit 1; }
 [[ -x $BIN ]] || { echo "$BIN not found: run scripts/setup.sh first" >&2; exit 1; }
 
 args=(-np "$ranks")
+nodes=1
 if [[ -n $hostfile ]]; then
+  [[ -r $hostfile ]] || { echo "$0: hostfile '$hostfile' not readable" >&2; exit 1; }
+  nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
+  ((nodes > 0)) || { echo "$0: hostfile '$hostfile' names no node" >&2; exit 1; }
   args+=(--hostfile "$hostfile")
-  ranks_per_node=$(( (ranks + $(grep -cv '^\s*\(#\|$\)' "$hostfile") - 1) / $(grep -cv '^\s*\(#\|$\)' "$hostfile") ))
-else
-  ranks_per_node=$ranks
+fi
+if [[ -z $per_node ]]; then
+  per_node=$(((ranks + nodes - 1) / nodes))
+fi
+if ((per_node * nodes < ranks)); then
+  echo "$0: $ranks ranks do not fit $nodes node(s) x $per_node ranks per node" >&2
+  exit 1
 fi
 if [[ -z $threads ]]; then
-  threads=$(( $(nproc) / ranks_per_node ))
-  (( threads >= 1 )) || threads=1
+  threads=$(($(nproc) / per_node))
+  ((threads >= 1)) || threads=1
 fi
-if (( ranks_per_node * threads > $(nproc) )); then
-  args+=(--oversubscribe --bind-to none)   # more ranks than cores: binding would serialise them
+if ((per_node * threads > $(nproc))); then
+  args+=(--oversubscribe --bind-to none)  # more ranks than cores: binding would serialise them
 else
-  args+=(--map-by "slot:PE=$threads" --bind-to core)
+  args+=(--map-by "ppr:$per_node:node:PE=$threads" --bind-to core)
 fi
 # Open MPI refuses to run as root unless told; only then.
 [[ $(id -u) -eq 0 ]] && args+=(--allow-run-as-root)
-args+=(-x "OMP_NUM_THREADS=$threads" -x PATH -x LD_LIBRARY_PATH)
+# On SIGTERM, Open MPI waits this long before passing SIGTERM on and again before SIGKILL (default 1 s,
+# too short for a checkpoint); USR1 is passed on at once.
+args+=(--mca odls_base_sigkill_timeout "${L4_STOP_GRACE_S:-60}")
+args+=(-x "OMP_NUM_THREADS=$threads" -x PATH)
+[[ -n ${LD_LIBRARY_PATH:-} ]] && args+=(-x LD_LIBRARY_PATH)
+for name in $(compgen -e); do
+  case $name in
+    NCCL_* | UCX_* | CUDA_* | L4_* | MKL_* | TORCH_* | PYTORCH_*) args+=(-x "$name") ;;
+  esac
+done
 exec mpirun "${args[@]}" "$BIN" "$@"

@@ -64,7 +64,8 @@ mkdir -p "$OUT/fmt-shim"
 FMT_DIR=$(dirname "$(echo '#include <fmt/format.h>' | g++ -E -M -x c++ - | tr ' \\' '\n\n' | grep '/fmt/format.h$' | head -1)")
 ln -sfn "$FMT_DIR" "$OUT/fmt-shim/fmt"
 
-SOURCES=(src/parallel/nccl_communicator.cpp src/parallel/communicator.cpp src/core/error.cpp)
+SOURCES=(src/parallel/nccl_communicator.cpp src/parallel/device_channel.cpp src/parallel/communicator.cpp
+  src/parallel/mpi_communicator.cpp src/parallel/failure.cpp src/core/error.cpp src/core/log.cpp)
 LIB=$OUT/libl4_nccl_check.so
 newest=$(cd "$ROOT" && ls -t "${SOURCES[@]}" src/parallel/*.h src/core/error.h scripts/nccl_compile_check.sh | head -1)
 if [[ -f $LIB && $LIB -nt $ROOT/$newest ]]; then
@@ -73,7 +74,7 @@ if [[ -f $LIB && $LIB -nt $ROOT/$newest ]]; then
 fi
 
 CXXFLAGS=(-std=c++17 -O1 -fPIC -Wall -Wextra -Wno-unused-parameter -D_GLIBCXX_USE_CXX11_ABI="$ABI"
-  -DL4_HAVE_NCCL=1 -I"$OUT/fmt-shim" -I"$ROOT/src" -isystem "$TORCH/include"
+  -DL4_HAVE_NCCL=1 -I"$OUT/fmt-shim" -I"$ROOT/src" -include core/pch.h -isystem "$TORCH/include"
   -isystem "$TORCH/include/torch/csrc/api/include" -isystem "$CUDA/include" -isystem "$DEPS/include"
   $(mpicxx --showme:compile | sed "s/-I/-isystem /g") -DOMPI_SKIP_MPICXX=1)
 objects=()

@@ -29,7 +29,7 @@ fail() {
 
 # --- 1. Debian packages --------------------------------------------------------------------------
 APT_PACKAGES=(cmake ninja-build ccache g++ libopenmpi-dev openmpi-bin libyaml-cpp-dev libhdf5-dev libfmt-dev
-  libgtest-dev nlohmann-json3-dev libpcre2-dev libstb-dev libzstd-dev python3-venv)
+  libgtest-dev nlohmann-json3-dev libpcre2-dev libstb-dev libzstd-dev zlib1g-dev python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,7 @@ const std::vector<Command>& all_commands() {
       make_train_command(),   make_prepare_command(),    make_eval_command(),
       make_generate_command(), make_forward_command(),   make_info_command(),
       make_merge_lora_command(), make_export_command(),  make_tokenize_command(),
+      make_plan_command(),
   };
   return commands;
 }

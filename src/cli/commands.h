@@ -22,6 +22,7 @@ Command make_info_command();
 Command make_merge_lora_command();
 Command make_export_command();
 Command make_tokenize_command();
+Command make_plan_command();
 
 const std::vector<Command>& all_commands();
 

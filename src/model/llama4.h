@@ -75,7 +75,7 @@ class Llama4Impl : public torch::nn::Module {
   Llama4Impl(const config::ModelArch& arch, const ModelOptions& options = {});
   // A text-only model (no vision_config).
   explicit Llama4Impl(const config::TextConfig& text, const ModelOptions& options = {})
-      : Llama4Impl(config::ModelArch{text}, options) {}
+      : Llama4Impl(text_only(text), options) {}
 
   // Logits [B, T, V] in the model dtype.
   at::Tensor forward(const ModelInput& input);
@@ -128,6 +128,12 @@ class Llama4Impl : public torch::nn::Module {
   MultiModalProjector multi_modal_projector{nullptr};  // null without a vision tower
 
  private:
+  static config::ModelArch text_only(const config::TextConfig& text) {
+    config::ModelArch arch;
+    arch.text_config = text;
+    return arch;
+  }
+
   config::ModelArch arch_;
   ExpertShard shard_;
   bool freeze_vision_ = false;

@@ -3,7 +3,10 @@
 #include <torch/csrc/autograd/function_hook.h>
 
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <utility>
 
 #include "core/error.h"
 #include "parallel/bucket_plan.h"
@@ -47,7 +50,11 @@ struct GradSync::State {
   size_t next_launch = 0;
   size_t launched_in_backward = 0;
   bool armed = false;
-  std::vector<std::pair<decltype(torch::autograd::impl::grad_accumulator(at::Tensor())), uintptr_t>> hooks;
+  // grad_accumulator() returns std::shared_ptr<Node> in older LibTorch (2.9, 2.11) and
+  // c10::intrusive_ptr<Node> in newer ones (2.13): hold whatever this LibTorch hands out.
+  using AccumulatorPtr =
+      decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+  std::vector<std::pair<AccumulatorPtr, uintptr_t>> hooks;
 
   void launch(size_t b) {
     BucketRun& run = buckets[b];

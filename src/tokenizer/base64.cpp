@@ -1,6 +1,8 @@
 #include "tokenizer/base64.h"
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 
 namespace l4::tokenizer {
 

@@ -2,6 +2,7 @@
 // configured. Square GEMMs, best of a few timed repetitions after a warm-up.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace l4::train {

@@ -1,23 +1,12 @@
 #include "vision/png_check.h"
 
-#include <array>
-
+#include "core/checksum.h"
 #include "core/error.h"
 
 namespace l4::vision {
 namespace {
 
 constexpr std::string_view kPngSignature("\x89PNG\r\n\x1a\n", 8);
-
-std::array<uint32_t, 256> make_crc_table() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t n = 0; n < 256; ++n) {
-    uint32_t c = n;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[n] = c;
-  }
-  return table;
-}
 
 uint32_t read_be32(std::string_view bytes, size_t offset) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + offset);
@@ -41,10 +30,7 @@ std::string printable(std::string_view type) {
 }  // namespace
 
 uint32_t crc32(std::string_view data, uint32_t crc) {
-  static const std::array<uint32_t, 256> table = make_crc_table();
-  uint32_t c = crc ^ 0xFFFFFFFFu;
-  for (unsigned char byte : data) c = table[(c ^ byte) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  return l4::crc32(data.data(), data.size(), crc);
 }
 
 bool has_png_signature(std::string_view bytes) {

@@ -33,7 +33,7 @@ TrainRun train(const config::TextConfig& config, at::Device device, int steps) {
   std::vector<NamedParam> params;
   std::vector<std::string> names;
   for (const auto& item : model->named_parameters()) {
-    params.push_back({item.key(), item.value()});
+    params.push_back({item.key(), item.value(), parallel::Placement::replicated()});
     names.push_back(item.key());
   }
   config::OptimizerSection opt;

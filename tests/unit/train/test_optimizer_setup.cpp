@@ -19,7 +19,9 @@ TEST(OptimizerSetupTest, AppliedLearningRatesFollowTheGroups) {
   const std::vector<std::string> names = {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
                                           "model.layers.1.feed_forward.router.weight", "lm_head.weight"};
   std::vector<NamedParam> params;
-  for (const auto& name : names) params.push_back({name, torch::randn({3, 3}, torch::requires_grad())});
+  for (const auto& name : names) {
+    params.push_back({name, torch::randn({3, 3}, torch::requires_grad()), parallel::Placement::replicated()});
+  }
   const auto settings = resolve_param_settings(names, opt, /*num_layers=*/2);
   OptimizerSetup setup(params, settings, 1e-8);
   setup.set_lr_multiplier(0.5);
@@ -64,8 +66,8 @@ TEST(OptimizerSetupTest, FusedStepEqualsTorchAdamW) {
   std::vector<NamedParam> ours, theirs;
   for (size_t i = 0; i < names.size(); ++i) {
     const at::Tensor init = torch::randn(shapes[i]);
-    ours.push_back({names[i], init.clone().requires_grad_()});
-    theirs.push_back({names[i], init.clone().requires_grad_()});
+    ours.push_back({names[i], init.clone().requires_grad_(), parallel::Placement::replicated()});
+    theirs.push_back({names[i], init.clone().requires_grad_(), parallel::Placement::replicated()});
   }
   const auto settings = resolve_param_settings(names, opt, /*num_layers=*/1);
   auto setup = std::make_unique<OptimizerSetup>(ours, settings, 1e-8);
