@@ -65,10 +65,11 @@ data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer& tok, const con
   L4_CHECK(vision.image_size == data::kTileSize,
            "vision_config.image_size is {}, but prepared datasets store {}x{} tiles", vision.image_size,
            data::kTileSize, data::kTileSize);
-  const vision::ImageTokenIds ids = vision::ImageTokenIds::from_lookup([&](const std::string& name) -> int64_t {
-    const auto id = tok.special_id(name);
-    return id ? *id : -1;
-  });
+  const vision::ImageTokenIds ids =
+      vision::ImageTokenIds::from_lookup([&](const std::string& name) -> int64_t {
+        const auto id = tok.special_id(name);
+        return id ? *id : -1;
+      });
   const vision::PreprocessOptions preprocess = vision::PreprocessOptions::from_config(vision);
   const int64_t patches = vision::patches_per_tile(vision);
   const std::string tok_path = tok.path();
@@ -81,7 +82,8 @@ data::ImageEncoder make_image_encoder(const tokenizer::Tokenizer& tok, const con
     const at::Tensor t = tiles.tiles.contiguous();
     const auto* bytes = static_cast<const uint8_t*>(t.data_ptr());
     out.tiles.assign(bytes, bytes + t.numel());
-    for (int64_t id : vision::image_token_layout(tiles.grid, patches, ids)) out.tokens.push_back(static_cast<int32_t>(id));
+    for (int64_t id : vision::image_token_layout(tiles.grid, patches, ids))
+      out.tokens.push_back(static_cast<int32_t>(id));
     return out;
   };
 }
@@ -150,12 +152,13 @@ class TokenizerEncoder : public data::DocumentEncoder {
       }
       messages.push_back(std::move(m));
     }
-    L4_CHECK(images.empty() || image_placeholder_ >= 0, "{}: the tokenizer has no <|image|> token", tok_->path());
+    L4_CHECK(images.empty() || image_placeholder_ >= 0, "{}: the tokenizer has no <|image|> token",
+             tok_->path());
     tokenizer::EncodedChat chat = tokenizer::encode_chat(*tok_, messages, false);
     untarget_turns(chat.assistant_mask, assistant_targets);
     std::vector<data::EncodedImage> encoded;
     for (const std::string& path : images) encoded.push_back(images_(path));
-    return data::expand_image_placeholders(chat.ids, chat.assistant_mask, image_placeholder_, std::move(encoded));
+    return data::insert_encoded_images(chat.ids, chat.assistant_mask, image_placeholder_, std::move(encoded));
   }
 
  private:
@@ -192,8 +195,8 @@ int run_prepare(const ParsedArgs& args) {
     L4_CHECK(!args.has("input") && !args.has("output"),
              "llama4 prepare: give either --config or --input/--output, not both");
     for (const char* flag : {"format", "train-on", "overlong", "seq-len"}) {
-      L4_CHECK(!args.has(flag), "llama4 prepare: --{} is for the --input form; with --config set the data.* key",
-               flag);
+      L4_CHECK(!args.has(flag),
+               "llama4 prepare: --{} is for the --input form; with --config set the data.* key", flag);
     }
     const config::Recipe recipe = config::load_recipe(args.get("config"), args.positionals());
     const config::DataSection& d = recipe.data;
@@ -215,7 +218,8 @@ int run_prepare(const ParsedArgs& args) {
   } else {
     L4_CHECK(args.positionals().empty(), "llama4 prepare: key=value overrides need --config");
     opt.inputs = args.all("input");
-    L4_CHECK(!opt.inputs.empty(), "llama4 prepare: give --config RECIPE.yaml or --input FILE... (see --help)");
+    L4_CHECK(!opt.inputs.empty(),
+             "llama4 prepare: give --config RECIPE.yaml or --input FILE... (see --help)");
     opt.train_dir = args.require("output", "prepare");
     tokenizer_path = args.require("tokenizer", "prepare");
     opt.format = choice(args, "format", data::format_names(), "auto");
@@ -229,7 +233,8 @@ int run_prepare(const ParsedArgs& args) {
     L4_CHECK(!args.has("overlong") || args.has("seq-len"), "llama4 prepare: --overlong needs --seq-len");
     opt.eval_dir = args.get("eval-output");
     opt.eval_fraction = args.get_double("eval-fraction", opt.eval_dir.empty() ? 0.0 : 0.05);
-    L4_CHECK(!args.has("eval-fraction") || !opt.eval_dir.empty(), "llama4 prepare: --eval-fraction needs --eval-output");
+    L4_CHECK(!args.has("eval-fraction") || !opt.eval_dir.empty(),
+             "llama4 prepare: --eval-fraction needs --eval-output");
     opt.skip_bad_records = args.has("skip-bad-records");
   }
   if (args.has("shard-mb")) {
@@ -248,7 +253,8 @@ int run_prepare(const ParsedArgs& args) {
   const data::PrepareReport r = data::prepare_dataset(opt, encoder, comm);
   if (comm.rank() != 0) return 0;
   std::string out = fmt::format(
-      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.0f} records/s, {:.2f} MB/s): {} tokens\n",
+      "prepared {} records from {} file(s) with {} process(es) in {:.1f} s ({:.0f} records/s, {:.2f} MB/s): "
+      "{} tokens\n",
       r.records - r.skipped, r.files, comm.size(), r.seconds, r.records / std::max(r.seconds, 1e-9),
       r.input_bytes / 1e6 / std::max(r.seconds, 1e-9), r.tokens);
   if (opt.eval_dir.empty()) {
@@ -262,10 +268,10 @@ int run_prepare(const ParsedArgs& args) {
                        opt.eval_fraction, opt.eval_dir);
   }
   if (r.conversations_split + r.conversations_truncated + r.conversations_dropped > 0) {
-    out += fmt::format("  conversations over {} tokens (overlong: {}): {} split at turns, {} truncated, {} left "
-                       "out\n",
-                       opt.seq_len, opt.overlong, r.conversations_split, r.conversations_truncated,
-                       r.conversations_dropped);
+    out += fmt::format(
+        "  conversations over {} tokens (overlong: {}): {} split at turns, {} truncated, {} left "
+        "out\n",
+        opt.seq_len, opt.overlong, r.conversations_split, r.conversations_truncated, r.conversations_dropped);
   }
   if (r.skipped > 0) {
     out += fmt::format("  skipped {} bad record(s) (data.skip_bad_records), e.g.:\n", r.skipped);
@@ -278,24 +284,25 @@ int run_prepare(const ParsedArgs& args) {
 }  // namespace
 
 Command make_prepare_command() {
-  return {{"prepare",
-           "JSONL/text (+images) -> HDF5 dataset shards",
-           "--config RECIPE.yaml [key=value ...] | --input FILE|DIR... --output DIR --tokenizer T [options]",
-           {{"config", "FILE", "recipe: prepares data.sources into data.train (and data.eval)"},
-            {"input", "FILE...", "input files, or directories of them", true},
-            {"output", "DIR", "dataset directory to write"},
-            {"tokenizer", "T", "tokenizer.model, tokenizer.json or a directory"},
-            {"format", "FMT", "auto (default: by extension, records by keys), text, jsonl, chat or parquet"},
-            {"train-on", "T", "conversation targets: assistant (default), all or last_turn"},
-            {"seq-len", "N", "fit conversations into N tokens (data.seq_len) by --overlong"},
-            {"overlong", "P", "conversations over --seq-len: split (default, at turns), truncate or drop"},
-            {"eval-output", "DIR", "also write an eval split here"},
-            {"eval-fraction", "F", "share of records hashed into the eval split (default 0.05)"},
-            {"skip-bad-records", "", "skip and count malformed records instead of stopping"},
-            {"shard-mb", "N", "shard size limit in MiB (default 256)"},
-            {"text-doc-bytes", "N", "format text: a document ends at the first line end after N bytes (2048)"}},
-           /*accepts_overrides=*/true},
-          run_prepare};
+  return {
+      {"prepare",
+       "JSONL/text (+images) -> HDF5 dataset shards",
+       "--config RECIPE.yaml [key=value ...] | --input FILE|DIR... --output DIR --tokenizer T [options]",
+       {{"config", "FILE", "recipe: prepares data.sources into data.train (and data.eval)"},
+        {"input", "FILE...", "input files, or directories of them", true},
+        {"output", "DIR", "dataset directory to write"},
+        {"tokenizer", "T", "tokenizer.model, tokenizer.json or a directory"},
+        {"format", "FMT", "auto (default: by extension, records by keys), text, jsonl, chat or parquet"},
+        {"train-on", "T", "conversation targets: assistant (default), all or last_turn"},
+        {"seq-len", "N", "fit conversations into N tokens (data.seq_len) by --overlong"},
+        {"overlong", "P", "conversations over --seq-len: split (default, at turns), truncate or drop"},
+        {"eval-output", "DIR", "also write an eval split here"},
+        {"eval-fraction", "F", "share of records hashed into the eval split (default 0.05)"},
+        {"skip-bad-records", "", "skip and count malformed records instead of stopping"},
+        {"shard-mb", "N", "shard size limit in MiB (default 256)"},
+        {"text-doc-bytes", "N", "format text: a document ends at the first line end after N bytes (2048)"}},
+       /*accepts_overrides=*/true},
+      run_prepare};
 }
 
 }  // namespace l4::cli

@@ -4,8 +4,8 @@
 
 namespace l4::data {
 
-Document expand_image_placeholders(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
-                                   int32_t placeholder, std::vector<EncodedImage> images) {
+Document insert_encoded_images(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
+                               int32_t placeholder, std::vector<EncodedImage> images) {
   L4_ASSERT(ids.size() == mask.size(), "ids and mask differ in length");
   Document doc;
   size_t next = 0;

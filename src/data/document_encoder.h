@@ -35,7 +35,7 @@ using ImageEncoder = std::function<EncodedImage(const std::string& path)>;
 
 // Replaces the k-th occurrence of `placeholder` in ids with images[k]'s tokens (never targets) and
 // records the spans; the number of placeholders must equal images.size().
-Document expand_image_placeholders(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
-                                   int32_t placeholder, std::vector<EncodedImage> images);
+Document insert_encoded_images(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
+                               int32_t placeholder, std::vector<EncodedImage> images);
 
 }  // namespace l4::data

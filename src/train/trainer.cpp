@@ -160,6 +160,11 @@ class Trainer {
                "the batch has {} image tiles but the model has no vision_config (use an architecture with a "
                "vision tower, or a text-only dataset)",
                batch.pixel_tiles.size(0));
+      const int64_t image_size = model_->arch().vision_config->image_size;
+      L4_CHECK(
+          batch.pixel_tiles.size(2) == image_size && batch.pixel_tiles.size(3) == image_size,
+          "{}: the dataset's image tiles are {}x{} pixels but the model's vision_config.image_size is {}",
+          recipe_.data.train, batch.pixel_tiles.size(2), batch.pixel_tiles.size(3), image_size);
       // HF normalises in bf16 (the values the model was trained on); the tower casts to its own dtype.
       input.pixel_values = vision::normalize_tiles(batch.pixel_tiles);
     }

@@ -54,7 +54,7 @@ class ByteEncoder : public DocumentEncoder {
         }
       }
     }
-    return expand_image_placeholders(ids, mask, kImagePlaceholder, std::move(images));
+    return insert_encoded_images(ids, mask, kImagePlaceholder, std::move(images));
   }
 };
 
