@@ -21,6 +21,12 @@ struct ImagePrompt {
   int64_t num_tiles = 0;
 };
 
+// A conversation (system turn optional, user and assistant turns) ending in the assistant header; the images
+// belong to the first user message, placed as build_image_prompt places them.
+ImagePrompt build_chat_prompt(const tokenizer::Tokenizer& tok, std::vector<tokenizer::ChatMessage> messages,
+                              const std::vector<std::string>& image_paths,
+                              const config::VisionConfig& vision);
+
 // `text` is the user message. Without <|image|> in it, the images go before the text, one placeholder
 // each; a text with its own placeholders keeps them where they are, and their count must equal the number
 // of images (l4::Error naming both counts). Unreadable or corrupt images: l4::Error naming the file.

@@ -15,4 +15,15 @@ std::pair<at::Tensor, at::Tensor> KvCache::append(int64_t layer, const at::Tenso
   return {k, v};
 }
 
+void KvCache::truncate(int64_t length) {
+  L4_ASSERT(length >= 0 && length <= length_, "KV cache of {} tokens cannot keep {}", length_, length);
+  if (length == length_) return;
+  for (size_t layer = 0; layer < keys_.size(); ++layer) {
+    if (!keys_[layer].defined()) continue;
+    keys_[layer] = length > 0 ? keys_[layer].narrow(1, 0, length).clone() : at::Tensor();
+    values_[layer] = length > 0 ? values_[layer].narrow(1, 0, length).clone() : at::Tensor();
+  }
+  length_ = length;
+}
+
 }  // namespace l4::model

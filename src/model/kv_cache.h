@@ -21,6 +21,8 @@ class KvCache {
   std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& keys, const at::Tensor& values);
   // Called once per forward pass, after every layer appended its `tokens`.
   void advance(int64_t tokens) { length_ += tokens; }
+  // Forgets every token from position `length` on (a conversation continuing from an earlier point).
+  void truncate(int64_t length);
 
  private:
   std::vector<at::Tensor> keys_, values_;  // per layer [B, L, Hkv, D]

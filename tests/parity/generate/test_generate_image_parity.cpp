@@ -62,7 +62,7 @@ struct Fixture {
   }
   SamplingOptions options(const json& c) const {
     SamplingOptions o;
-    o.max_tokens = c.at("max_new_tokens").get<int64_t>();
+    o.max_new_tokens = c.at("max_new_tokens").get<int64_t>();
     o.stop_ids = {tok->eot_id(), tok->eos_id()};
     for (int64_t id : c.at("stop_ids")) o.stop_ids.push_back(id);
     return o;
@@ -125,7 +125,7 @@ TEST(GenerateImageParity, CachedEqualsFullMultimodalForwardEachStep) {
     const ImagePrompt p = f.prompt(c);
     const SamplingOptions o = f.options(c);
     const auto cached = generate(*f.model, p.ids, p.pixel_values, o);
-    const auto uncached = generate_greedy_uncached(*f.model, p.ids, p.pixel_values, o.max_tokens, o.stop_ids);
+    const auto uncached = generate_greedy_uncached(*f.model, p.ids, p.pixel_values, o.max_new_tokens, o.stop_ids);
     EXPECT_EQ(cached, uncached) << c.at("name");
     EXPECT_GE(cached.size(), 8u);
     // Logits: prefill + one token at a time through the cache vs one full multimodal forward.
