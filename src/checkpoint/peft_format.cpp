@@ -76,12 +76,23 @@ PeftAdapterFiles read_peft_adapter(const std::string& dir) {
   L4_CHECK(get("r").is_number_integer() && get("r").get<int64_t>() >= 1, "{}: r must be an integer >= 1",
            path);
   L4_CHECK(get("lora_alpha").is_number(), "{}: lora_alpha must be a number", path);
-  for (const char* key : {"use_dora", "fan_in_fan_out"}) {
-    L4_CHECK(get(key).is_null() || get(key) == false, "{}: {}=true is not supported", path, key);
-  }
   L4_CHECK(get("bias").is_null() || get("bias") == "none", "{}: bias must be \"none\"", path);
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     L4_CHECK(get(key).is_null() || get(key).empty(), "{}: {} is not supported", path, key);
+  }
+  // Fields that change which weights are adapted or how: applying the adapter while ignoring them would give
+  // another model than PEFT's, so they are refused rather than skipped. (Fields that only shape the
+  // initialisation, like init_lora_weights or loftq_config, do not matter once the weights exist.)
+  for (const char* key : {"layers_to_transform", "layers_pattern", "exclude_modules", "layer_replication",
+                          "trainable_token_indices", "megatron_config", "alora_invocation_tokens"}) {
+    const nlohmann::json& value = get(key);
+    L4_CHECK(value.is_null() || (value.is_array() && value.empty()) || (value.is_object() && value.empty()) ||
+                 (value.is_string() && value.get<std::string>().empty()),
+             "{}: {}={} is not supported (it changes which weights the adapter applies to)", path, key,
+             value.dump());
+  }
+  for (const char* key : {"lora_bias", "use_qalora", "use_dora", "fan_in_fan_out"}) {
+    L4_CHECK(get(key).is_null() || get(key) == false, "{}: {}=true is not supported", path, key);
   }
   PeftAdapterConfig& out = files.config;
   out.rank = get("r").get<int64_t>();

@@ -49,6 +49,10 @@ Image decode_image(std::string_view bytes, const std::string& name, const Decode
     const uint32_t png_height =
         (uint32_t{ihdr[4]} << 24) | (uint32_t{ihdr[5]} << 16) | (uint32_t{ihdr[6]} << 8) | ihdr[7];
     L4_CHECK(png_width > 0 && png_height > 0, "{}: zero-size image ({}x{})", name, png_width, png_height);
+    // Before the decoder: stb refuses very large images with a bare "too large", read as corruption.
+    L4_CHECK(uint64_t{png_width} * png_height <= static_cast<uint64_t>(options.max_pixels),
+             "{}: image of {}x{} pixels exceeds the limit of {} pixels", name, png_width, png_height,
+             options.max_pixels);
   }
 
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());

@@ -164,6 +164,20 @@ TEST(PeftAdapter, RoundTripsAndRejectsBadFiles) {
                 .find("regular expressions"),
             std::string::npos);
   EXPECT_NE(error_of("{\"peft_type\": \"LORA\", \"r\": 2,").find("not valid JSON"), std::string::npos);
+  // Fields that change which weights the adapter applies to are refused, each named; their defaults pass.
+  for (const std::string field :
+       {"\"layers_to_transform\": [0]", "\"layers_pattern\": \"layers\"", "\"exclude_modules\": [\"k_proj\"]",
+        "\"lora_bias\": true", "\"trainable_token_indices\": [1, 2]", "\"layer_replication\": [[0, 1]]"}) {
+    const std::string error = error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, " + field +
+                                       ", \"target_modules\": [\"q_proj\"]}");
+    const std::string key = field.substr(1, field.find('"', 1) - 1);
+    EXPECT_NE(error.find(key + "="), std::string::npos) << field << ": " << error;
+    EXPECT_NE(error.find("not supported"), std::string::npos) << error;
+  }
+  EXPECT_EQ(error_of("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"layers_to_transform\": null, "
+                     "\"lora_bias\": false, \"exclude_modules\": null, \"target_modules\": [\"q_proj\"]}")
+                .find("not supported"),
+            std::string::npos);
   // The tensors hold more layers than this config targets: named as unexpected.
   const std::string only_q =
       "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}";

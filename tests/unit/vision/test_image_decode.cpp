@@ -1,6 +1,8 @@
 // Image decoding: colour conversions, and bad files rejected with an l4::Error naming the file.
 #include <gtest/gtest.h>
 
+#include "core/checksum.h"
+
 #include <filesystem>
 
 #include "common/temp_dir.h"
@@ -172,6 +174,25 @@ TEST(ImageDecodeErrors, OversizedImage) {
   } catch (const l4::Error& e) {
     EXPECT_NE(std::string(e.what()).find("big.png: image of 40x30 pixels exceeds"), std::string::npos)
         << e.what();
+  }
+}
+
+// A 20000x20000 PNG (the header of a real one, the CRC recomputed) is too large, not corrupt.
+TEST(ImageDecodeErrors, HugePngIsTooLargeNotCorrupt) {
+  std::string png = stb_png(2, 2, 3, pattern(2, 2, 3, 3));
+  auto put_be32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) png[at + i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  };
+  put_be32(16, 20000);                           // IHDR width
+  put_be32(20, 20000);                           // IHDR height
+  put_be32(29, l4::crc32(png.data() + 12, 17));  // CRC of "IHDR" + its 13 bytes
+  try {
+    decode_image(png, "huge.png", DecodeOptions{});
+    ADD_FAILURE() << "expected an error";
+  } catch (const l4::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("huge.png: image of 20000x20000 pixels exceeds"), std::string::npos) << what;
+    EXPECT_EQ(what.find("corrupt"), std::string::npos) << what;
   }
 }
 
