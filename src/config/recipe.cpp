@@ -162,6 +162,7 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
             fmt::format("must be in [0, train.steps={}], got {}", t.steps, t.stop_at_step));
   c.non_negative(t.aux_loss_coef, "train.aux_loss_coef");
   c.non_negative(t.z_loss_coef, "train.z_loss_coef");
+  c.non_negative(t.loss_chunk_tokens, "train.loss_chunk_tokens");
 
   c.non_negative(static_cast<double>(r.checkpoint.every), "checkpoint.every");
   c.require(r.checkpoint.keep_last >= 1, "checkpoint.keep_last",

@@ -170,6 +170,9 @@ struct TrainSection {
   int64_t stop_at_step = 0;    // > 0: checkpoint and end after this step (schedule still uses steps)
   double aux_loss_coef = 0.0;  // switch-style router load-balancing loss
   double z_loss_coef = 0.0;    // router z-loss
+  // Tokens per cross-entropy chunk: only one chunk's [tokens, vocab] logits exist at a time (forward and
+  // backward); 0 projects the whole batch to logits at once.
+  int64_t loss_chunk_tokens = 1024;
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -185,6 +188,7 @@ struct TrainSection {
     v("stop_at_step", stop_at_step);
     v("aux_loss_coef", aux_loss_coef);
     v("z_loss_coef", z_loss_coef);
+    v("loss_chunk_tokens", loss_chunk_tokens);
   }
 };
 

@@ -60,7 +60,8 @@ at::Tensor as_dtype(const at::Tensor& t, at::ScalarType dtype) {
 LoraLinearImpl::LoraLinearImpl(const at::Tensor& base_weight, const LoraOptions& options)
     : model::LinearImpl(0, 0, base_weight.options()), scale(options.scale()), dropout(options.dropout) {
   const int64_t out = base_weight.size(0), in = base_weight.size(1);
-  const auto lora_options = base_weight.options();
+  // Trainable tensors are fp32 whatever the base dtype: AdamW updates of a few 1e-5 are below a bf16 ulp.
+  const auto lora_options = base_weight.options().dtype(at::kFloat);
   lora_A = register_module("lora_A", model::Linear(in, options.rank, lora_options));
   lora_B = register_module("lora_B", model::Linear(options.rank, out, lora_options));
   torch::NoGradGuard no_grad;
@@ -71,7 +72,9 @@ LoraLinearImpl::LoraLinearImpl(const at::Tensor& base_weight, const LoraOptions&
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x) const {
   const at::Tensor base = at::linear(x, as_dtype(weight, x.scalar_type()));
   const at::Tensor xd = dropout > 0.0 && is_training() ? at::dropout(x, dropout, /*train=*/true) : x;
-  return base + lora_B->forward(lora_A->forward(xd)) * scale;
+  // The fp32 adapter runs in x's dtype (as autocast would run it), its gradient reaching the fp32 tensors.
+  const at::Tensor low = at::linear(xd, as_dtype(lora_A->weight, x.scalar_type()));
+  return base + at::linear(low, as_dtype(lora_B->weight, x.scalar_type())) * scale;
 }
 
 at::Tensor LoraLinearImpl::delta_weight() const {
@@ -84,8 +87,10 @@ LoraExpertsImpl::LoraExpertsImpl(const model::ExpertsImpl& experts, bool gate_up
   const int64_t r = options.rank;
   auto add = [&](const at::Tensor& w, const std::string& name, at::Tensor& a, at::Tensor& b) {
     // W [E, in, out]: B [E, in, r] then A [E, r, out].
-    a = register_parameter(name + "_A", torch::empty({w.size(0), r, w.size(2)}, w.options()));
-    b = register_parameter(name + "_B", torch::zeros({w.size(0), w.size(1), r}, w.options()));
+    // fp32 whatever the base dtype, as LoraLinear's.
+    const auto options = w.options().dtype(at::kFloat);
+    a = register_parameter(name + "_A", torch::empty({w.size(0), r, w.size(2)}, options));
+    b = register_parameter(name + "_B", torch::zeros({w.size(0), w.size(1), r}, options));
   };
   if (gate_up) add(experts.gate_up_proj, "gate_up_proj", gate_up_proj_A, gate_up_proj_B);
   if (down) add(experts.down_proj, "down_proj", down_proj_A, down_proj_B);
@@ -96,7 +101,9 @@ namespace {
 at::Tensor lora_matmul(const at::Tensor& x, const at::Tensor& w, const std::vector<at::Tensor>& a,
                        const std::vector<at::Tensor>& b, size_t e, double scale) {
   at::Tensor y = x.matmul(as_dtype(w, x.scalar_type()));
-  if (!a.empty()) y = y + x.matmul(b[e]).matmul(a[e]) * scale;
+  if (!a.empty()) {
+    y = y + x.matmul(as_dtype(b[e], x.scalar_type())).matmul(as_dtype(a[e], x.scalar_type())) * scale;
+  }
   return y;
 }
 

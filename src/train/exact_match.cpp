@@ -10,11 +10,17 @@
 namespace l4::train {
 
 void ExactMatchCounter::add(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& doc_ids) {
+  add_predictions(logits.argmax(-1), labels, doc_ids);
+}
+
+void ExactMatchCounter::add_predictions(const at::Tensor& predictions, const at::Tensor& labels,
+                                        const at::Tensor& doc_ids) {
   const at::Tensor scored = labels.ne(-100);
-  const at::Tensor wrong = scored.logical_and(logits.argmax(-1).ne(labels));
+  const at::Tensor wrong = scored.logical_and(predictions.ne(labels));
   const at::Tensor docs = doc_ids.to(at::kLong);
   // The document ids are read on the CPU (the model may run on a GPU).
-  const at::Tensor scored_docs = std::get<0>(at::_unique(docs.masked_select(scored))).to(at::kCPU).contiguous();
+  const at::Tensor scored_docs =
+      std::get<0>(at::_unique(docs.masked_select(scored))).to(at::kCPU).contiguous();
   const at::Tensor wrong_docs = std::get<0>(at::_unique(docs.masked_select(wrong))).to(at::kCPU).contiguous();
   for (int64_t i = 0; i < scored_docs.numel(); ++i) scored_.insert(scored_docs.data_ptr<int64_t>()[i]);
   for (int64_t i = 0; i < wrong_docs.numel(); ++i) wrong_.insert(wrong_docs.data_ptr<int64_t>()[i]);

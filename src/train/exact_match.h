@@ -19,6 +19,8 @@ class ExactMatchCounter {
  public:
   // logits [B, T, V], labels [B, T] (-100 = not scored), doc_ids [B, T] (global document ids).
   void add(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& doc_ids);
+  // The same from greedy predictions [B, T] (argmax of the logits) computed elsewhere (the chunked loss).
+  void add_predictions(const at::Tensor& predictions, const at::Tensor& labels, const at::Tensor& doc_ids);
   // Collective: the fraction of scored documents answered exactly, over every rank (documents split
   // across rows or ranks are combined). NaN when nothing was scored.
   double accuracy(parallel::Communicator& comm) const;

@@ -55,8 +55,13 @@ PlanInputs plan_inputs_from_recipe(const config::Recipe& recipe, int64_t world) 
   in.freeze_vision = recipe.model.freeze_vision;
   in.bucket_mb = recipe.parallel.bucket_mb;
   in.capacity_factor = recipe.parallel.capacity_factor;
-  // train.activation_checkpointing, optimizer.zero, the chunked loss and fp32 master weights are read here
-  // once the recipe has them; until then they keep the trainer's behaviour (or come from plan's flags).
+  in.chunked_cross_entropy = recipe.train.loss_chunk_tokens > 0;
+  // 16-bit trainable parameters get an fp32 master and fp32 AdamW state (train/optimizer_setup.h); only
+  // tensors stored in 16 bits are charged for it.
+  in.fp32_master_weights = recipe.model.dtype != config::DType::kFloat32;
+  if (in.chunked_cross_entropy) in.cross_entropy_chunk = recipe.train.loss_chunk_tokens;
+  // train.activation_checkpointing and optimizer.zero are read here once the recipe has them; until then
+  // they keep the trainer's behaviour (or come from plan's flags).
   return in;
 }
 
@@ -99,6 +104,7 @@ std::vector<PlanTensor> plan_tensors(const PlanInputs& in) {
   const int64_t local = t.num_local_experts / in.expert_parallel;
   const int md = dtype_bytes(in.model_dtype, "model.dtype");
   const int bd = dtype_bytes(in.lora_base_dtype, "lora.base_dtype");
+  constexpr int kLoraBytes = 4;  // LoRA tensors are fp32 whatever the model dtype (lora/lora_modules.h)
   const bool lora = in.lora_rank > 0;
   const int64_t r = in.lora_rank;
   std::map<std::string, bool> target_used;
@@ -120,8 +126,8 @@ std::vector<PlanTensor> plan_tensors(const PlanInputs& in) {
   auto linear = [&](const std::string& name, int64_t out_features, int64_t in_features) {
     if (selected(name, false)) {
       add(name + ".weight", out_features * in_features, bd, false, false, true);
-      add(name + ".lora_A.weight", r * in_features, md, true, false, true);
-      add(name + ".lora_B.weight", out_features * r, md, true, false, true);
+      add(name + ".lora_A.weight", r * in_features, kLoraBytes, true, false, true);
+      add(name + ".lora_B.weight", out_features * r, kLoraBytes, true, false, true);
     } else {
       add(name + ".weight", out_features * in_features, md, !lora, false, true);
     }
@@ -147,12 +153,12 @@ std::vector<PlanTensor> plan_tensors(const PlanInputs& in) {
       add(experts + ".gate_up_proj", local * d * 2 * f, wrapped ? bd : md, !lora, true, true);
       add(experts + ".down_proj", local * f * d, wrapped ? bd : md, !lora, true, true);
       if (gate_up) {
-        add(experts + ".lora.gate_up_proj_A", local * r * 2 * f, md, true, true, true);
-        add(experts + ".lora.gate_up_proj_B", local * d * r, md, true, true, true);
+        add(experts + ".lora.gate_up_proj_A", local * r * 2 * f, kLoraBytes, true, true, true);
+        add(experts + ".lora.gate_up_proj_B", local * d * r, kLoraBytes, true, true, true);
       }
       if (down) {
-        add(experts + ".lora.down_proj_A", local * r * d, md, true, true, true);
-        add(experts + ".lora.down_proj_B", local * f * r, md, true, true, true);
+        add(experts + ".lora.down_proj_A", local * r * d, kLoraBytes, true, true, true);
+        add(experts + ".lora.down_proj_B", local * f * r, kLoraBytes, true, true, true);
       }
       add(p + ".feed_forward.router.weight", t.num_local_experts * d, md, !lora, false, true);
       mlp(p + ".feed_forward.shared_expert", f);

@@ -5,6 +5,18 @@
 #include "core/error.h"
 
 namespace l4::train {
+namespace {
+
+bool is_16_bit(const at::Tensor& p) {
+  return p.scalar_type() == at::kBFloat16 || p.scalar_type() == at::kHalf;
+}
+
+// The dtype of a parameter's optimizer state (and master): fp32 for 16-bit parameters.
+at::ScalarType state_dtype(const at::Tensor& p) {
+  return is_16_bit(p) ? at::kFloat : p.scalar_type();
+}
+
+}  // namespace
 
 OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
                                const std::vector<ParamSetting>& settings, double eps)
@@ -12,7 +24,11 @@ OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
   L4_ASSERT(params.size() == settings.size(), "{} params vs {} settings", params.size(), settings.size());
   const std::vector<ParamGroup> groups = group_settings(settings);
   std::map<std::string, size_t> position;
-  for (size_t i = 0; i < params.size(); ++i) position[params[i].name] = i;
+  for (size_t i = 0; i < params.size(); ++i) {
+    position[params[i].name] = i;
+    index_of_impl_[params[i].param.unsafeGetTensorImpl()] = i;
+  }
+  master_.resize(params.size());
   group_of_param_.assign(params.size(), 0);
   std::vector<torch::optim::OptimizerParamGroup> torch_groups;
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -61,20 +77,30 @@ void OptimizerSetup::step() {
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
     L4_ASSERT(!o.amsgrad(), "amsgrad is not used");
     std::map<c10::ScalarType, std::vector<at::Tensor>> params, grads, exp_avgs, exp_avg_sqs, steps;
+    std::vector<std::pair<at::Tensor, at::Tensor>> rounded;  // (16-bit parameter, its updated master)
     for (at::Tensor& p : group.params()) {
       if (!p.grad().defined()) continue;
+      // A 16-bit parameter is updated through its fp32 master (created from it at its first update).
+      at::Tensor target = p, grad = p.grad();
+      if (is_16_bit(p)) {
+        at::Tensor& master = master_[index_of_impl_.at(p.unsafeGetTensorImpl())];
+        if (!master.defined()) master = p.detach().to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+        target = master;
+        grad = grad.to(at::kFloat);
+        rounded.emplace_back(p, master);
+      }
       auto& slot = states[p.unsafeGetTensorImpl()];
       if (!slot) {
         auto fresh = std::make_unique<torch::optim::AdamWParamState>();
-        fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
-        fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+        fresh->exp_avg(torch::zeros_like(target, at::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(target, at::MemoryFormat::Preserve));
         slot = std::move(fresh);
       }
       auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
       s.step(s.step() + 1);
-      const c10::ScalarType type = p.scalar_type();
-      params[type].push_back(p);
-      grads[type].push_back(p.grad());
+      const c10::ScalarType type = target.scalar_type();
+      params[type].push_back(target);
+      grads[type].push_back(grad);
       exp_avgs[type].push_back(s.exp_avg());
       exp_avg_sqs[type].push_back(s.exp_avg_sq());
       steps[type].push_back(torch::full({}, static_cast<double>(s.step()), p.options().dtype(torch::kFloat)));
@@ -85,6 +111,7 @@ void OptimizerSetup::step() {
                         o.eps(),
                         /*amsgrad=*/false, /*maximize=*/false);
     }
+    for (auto& [param, master] : rounded) param.copy_(master);
   }
 }
 
@@ -101,6 +128,10 @@ std::optional<OptimizerSetup::ParamState> OptimizerSetup::state(const std::strin
   return ParamState{s.exp_avg(), s.exp_avg_sq(), s.step()};
 }
 
+at::Tensor OptimizerSetup::master(const std::string& name) const {
+  return master_[index_of(name)];
+}
+
 void OptimizerSetup::set_state(const std::string& name, const ParamState& state) {
   const at::Tensor& p = params_[index_of(name)].param;
   L4_CHECK(state.exp_avg.sizes() == p.sizes() && state.exp_avg_sq.sizes() == p.sizes(),
@@ -108,8 +139,9 @@ void OptimizerSetup::set_state(const std::string& name, const ParamState& state)
            c10::str(state.exp_avg.sizes()), c10::str(p.sizes()));
   auto s = std::make_unique<torch::optim::AdamWParamState>();
   s->step(state.step);
-  s->exp_avg(state.exp_avg.to(p.options()).clone());
-  s->exp_avg_sq(state.exp_avg_sq.to(p.options()).clone());
+  const auto options = p.options().dtype(state_dtype(p));
+  s->exp_avg(state.exp_avg.to(options).clone());
+  s->exp_avg_sq(state.exp_avg_sq.to(options).clone());
   optimizer_->state()[p.unsafeGetTensorImpl()] = std::move(s);
 }
 
@@ -121,6 +153,10 @@ void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
     out.tensor("optimizer.exp_avg_sq." + p.name, s->exp_avg_sq, p.placement);
     out.tensor("optimizer.step." + p.name, at::full({}, s->step, at::kLong),
                parallel::Placement::replicated());
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (master_[i].defined())
+      out.tensor("optimizer.master." + params_[i].name, master_[i], params_[i].placement);
   }
 }
 
@@ -134,6 +170,17 @@ void OptimizerSetup::load_state(const checkpoint::StateReader& in) {
     s.exp_avg_sq = in.tensor("optimizer.exp_avg_sq." + p.name, p.placement, rows);
     s.step = in.tensor("optimizer.step." + p.name, parallel::Placement::replicated()).item<int64_t>();
     set_state(p.name, s);
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const NamedParam& p = params_[i];
+    const std::string name = "optimizer.master." + p.name;
+    master_[i] = at::Tensor();  // a checkpoint without masters: rebuilt from the loaded parameter
+    if (!is_16_bit(p.param) || !in.has_tensor(name)) continue;
+    const at::Tensor master = in.tensor(name, p.placement, p.param.dim() > 0 ? p.param.size(0) : -1);
+    L4_CHECK(master.sizes() == p.param.sizes(),
+             "checkpoint tensor '{}' has shape {} but the parameter has {}", name, c10::str(master.sizes()),
+             c10::str(p.param.sizes()));
+    master_[i] = master.to(p.param.options().dtype(at::kFloat)).clone();
   }
 }
 

@@ -18,6 +18,7 @@
 #include "core/timer.h"
 #include "data/sharded_loader.h"
 #include "model/build.h"
+#include "model/chunked_loss.h"
 #include "model/expert_parallel.h"
 #include "model/loss.h"
 #include "parallel/communicator.h"
@@ -149,8 +150,8 @@ class Trainer {
     return names;
   }
 
-  // Logits [B, T, V] of a loader batch: its image tiles go through the vision tower (early fusion).
-  at::Tensor forward(const data::Batch& batch) {
+  // The model input of a loader batch: its image tiles go through the vision tower (early fusion).
+  model::ModelInput model_input(const data::Batch& batch) {
     model::ModelInput input;
     input.input_ids = batch.input_ids;
     input.position_ids = batch.position_ids;
@@ -168,7 +169,16 @@ class Trainer {
       // HF normalises in bf16 (the values the model was trained on); the tower casts to its own dtype.
       input.pixel_values = vision::normalize_tiles(batch.pixel_tiles);
     }
-    return model_->forward(input);
+    return input;
+  }
+
+  // Sum and count of the batch's cross-entropy: through the chunked projection when train.loss_chunk_tokens
+  // is positive (no [tokens, vocab] logits), else from the whole logits.
+  model::LossSum loss_sum(const data::Batch& batch) {
+    const int64_t chunk = recipe_.train.loss_chunk_tokens;
+    if (chunk == 0) return model::cross_entropy_sum(model_->forward(model_input(batch)), batch.labels);
+    return model::chunked_cross_entropy_sum(model_->hidden_states(model_input(batch)),
+                                            model_->lm_head->weight, batch.labels, chunk);
   }
 
   // --- the loop -------------------------------------------------------------------------------------
@@ -275,8 +285,7 @@ class Trainer {
       at::Tensor loss;
       {
         AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
-        const at::Tensor logits = forward(micro);
-        const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
+        const model::LossSum sums = loss_sum(micro);
         local_loss_sum += sums.sum.item<double>();
         loss = sums.sum / denominator;
         const at::Tensor aux = model_->router_loss();
@@ -374,12 +383,20 @@ class Trainer {
       for (const auto& cpu_micro : batch.micro) {
         const data::Batch micro = to_device(cpu_micro, device_);
         AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
-        const at::Tensor logits = forward(micro);
-        const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
-        loss_sum += sums.sum.item<double>();
-        tokens += sums.count.item<int64_t>();
-
-        exact.add(logits, micro.labels, micro.doc_ids);
+        const int64_t chunk = recipe_.train.loss_chunk_tokens;
+        if (chunk == 0) {
+          const at::Tensor logits = model_->forward(model_input(micro));
+          const model::LossSum sums = model::cross_entropy_sum(logits, micro.labels);
+          loss_sum += sums.sum.item<double>();
+          tokens += sums.count.item<int64_t>();
+          exact.add(logits, micro.labels, micro.doc_ids);
+        } else {
+          const model::ChunkedEval chunked = model::chunked_cross_entropy_eval(
+              model_->hidden_states(model_input(micro)), model_->lm_head->weight, micro.labels, chunk);
+          loss_sum += chunked.loss.sum.item<double>();
+          tokens += chunked.loss.count.item<int64_t>();
+          exact.add_predictions(chunked.predictions, micro.labels, micro.doc_ids);
+        }
       }
       match_expert_exchanges(static_cast<int64_t>(batch.micro.size()));
     }

@@ -66,6 +66,8 @@ int64_t optimizer_bytes(const std::vector<NamedParam>& trainable, const config::
     if (!state) continue;
     bytes += state->exp_avg.numel() * static_cast<int64_t>(state->exp_avg.element_size()) +
              state->exp_avg_sq.numel() * static_cast<int64_t>(state->exp_avg_sq.element_size());
+    const at::Tensor master = optimizer.master(p.name);  // fp32 copy of a 16-bit parameter
+    if (master.defined()) bytes += master.numel() * static_cast<int64_t>(master.element_size());
   }
   return bytes;
 }
