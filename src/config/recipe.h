@@ -170,6 +170,7 @@ struct TrainSection {
   int64_t stop_at_step = 0;    // > 0: checkpoint and end after this step (schedule still uses steps)
   double aux_loss_coef = 0.0;  // switch-style router load-balancing loss
   double z_loss_coef = 0.0;    // router z-loss
+  ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::kNone;
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -185,6 +186,7 @@ struct TrainSection {
     v("stop_at_step", stop_at_step);
     v("aux_loss_coef", aux_loss_coef);
     v("z_loss_coef", z_loss_coef);
+    v("activation_checkpointing", activation_checkpointing);
   }
 };
 

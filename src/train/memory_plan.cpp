@@ -55,8 +55,9 @@ PlanInputs plan_inputs_from_recipe(const config::Recipe& recipe, int64_t world) 
   in.freeze_vision = recipe.model.freeze_vision;
   in.bucket_mb = recipe.parallel.bucket_mb;
   in.capacity_factor = recipe.parallel.capacity_factor;
-  // train.activation_checkpointing, optimizer.zero, the chunked loss and fp32 master weights are read here
-  // once the recipe has them; until then they keep the trainer's behaviour (or come from plan's flags).
+  in.activation_checkpointing = config::name_of(recipe.train.activation_checkpointing);
+  // optimizer.zero, the chunked loss and fp32 master weights are read here once the recipe has them; until
+  // then they keep the trainer's behaviour (or come from plan's flags).
   return in;
 }
 
