@@ -18,7 +18,7 @@ int run_plan(const ParsedArgs& args) {
   train::PlanInputs inputs = train::plan_inputs_from_recipe(recipe, world);
   inputs.gpu_memory_gb = args.get_double("gpu-memory-gb", inputs.gpu_memory_gb);
   if (args.has("device")) inputs.device = args.get("device");
-  // Memory features the recipe cannot name yet.
+  // train.activation_checkpointing, overridable here; then memory features the recipe cannot name yet.
   if (args.has("activation-checkpointing"))
     inputs.activation_checkpointing = args.get("activation-checkpointing");
   if (args.has("zero")) inputs.zero = args.get_int("zero", inputs.zero);
@@ -46,7 +46,8 @@ Command make_plan_command() {
         {"json", "", "print one JSON object"},
         {"gpu-memory-gb", "GB", "memory per rank for the verdict, GiB (default 80)"},
         {"device", "cpu|cuda", "plan for this device instead of train.device"},
-        {"activation-checkpointing", "none|moe|full", "recompute decoder layers in backward (default none)"},
+        {"activation-checkpointing", "none|moe|full",
+         "recompute in backward (default: train.activation_checkpointing)"},
         {"zero", "0|1|2", "shard AdamW state (1) and gradients (2) of replicated parameters (default 0)"},
         {"chunked-ce", "", "cross-entropy in token chunks (no [tokens, vocab] float32 logits)"},
         {"ce-chunk", "TOKENS", "tokens per cross-entropy chunk (default 1024)"},

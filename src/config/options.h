@@ -16,6 +16,9 @@ enum class DeviceKind { kCpu, kCuda };             // cpu | cuda
 enum class OnNan { kSkip, kStop };                 // non-finite loss or gradient: skip the update | stop
 enum class Decay { kConstant, kCosine, kLinear };  // learning-rate decay after warm-up
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
+// Activations recomputed in backward instead of kept: none | moe (the routed experts' matmuls) | full (every
+// decoder layer).
+enum class ActivationCheckpointing { kNone, kMoe, kFull };
 
 #define L4_ENUM_NAMES(Enum, ...)                                 \
   inline const std::vector<std::string>& enum_names(Enum) {      \
@@ -28,6 +31,7 @@ L4_ENUM_NAMES(DeviceKind, "cpu", "cuda")
 L4_ENUM_NAMES(OnNan, "skip", "stop")
 L4_ENUM_NAMES(Decay, "constant", "cosine", "linear")
 L4_ENUM_NAMES(LogLevel, "debug", "info", "warn", "error")
+L4_ENUM_NAMES(ActivationCheckpointing, "none", "moe", "full")
 #undef L4_ENUM_NAMES
 
 // The YAML name of an enumerator ("bfloat16").

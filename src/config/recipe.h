@@ -173,6 +173,7 @@ struct TrainSection {
   // Tokens per cross-entropy chunk: only one chunk's [tokens, vocab] logits exist at a time (forward and
   // backward); 0 projects the whole batch to logits at once.
   int64_t loss_chunk_tokens = 1024;
+  ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::kNone;
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -189,6 +190,7 @@ struct TrainSection {
     v("aux_loss_coef", aux_loss_coef);
     v("z_loss_coef", z_loss_coef);
     v("loss_chunk_tokens", loss_chunk_tokens);
+    v("activation_checkpointing", activation_checkpointing);
   }
 };
 

@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "model/expert_parallel.h"
 #include "model/placed.h"
+#include "model/recompute.h"
 #include "model/weights.h"
 
 namespace l4::model {
@@ -31,6 +32,9 @@ Llama4 build(const config::ModelArch& arch, const ModelOptions& options) {
   for (const Adapter& adapt : options.adapters) adapt(*model);
   model->set_freeze_vision(options.freeze_vision);
   model->set_router_loss(options.router_loss);
+  // Before the exchange: `moe` recomputes the local expert computation only, never the all-to-all.
+  if (options.recompute == config::ActivationCheckpointing::kMoe) recompute_experts(*model);
+  model->model->recompute_layers = options.recompute == config::ActivationCheckpointing::kFull;
   if (options.expert_group != nullptr) {
     // After the adapters: the exchange wraps each layer's current (e.g. LoRA-aware) local computation.
     model->set_expert_exchange(install_expert_parallel(*model, *options.expert_group, options.dispatch));

@@ -1,6 +1,11 @@
 #include "model/decoder.h"
 
+#include <c10/core/GradMode.h>
+
+#include <tuple>
+
 #include "core/error.h"
+#include "model/recompute.h"
 
 namespace l4::model {
 
@@ -22,6 +27,29 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, AttentionContext& cont
   const at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), context);
   const at::Tensor normed = post_attention_layernorm->forward(h);
   return h + (moe ? moe->forward(normed) : mlp->forward(normed));
+}
+
+at::Tensor recomputed_layer_forward(DecoderLayerImpl& layer, const at::Tensor& x,
+                                    const std::shared_ptr<AttentionContext>& context) {
+  DecoderLayerImpl* raw = &layer;
+  const TensorFn fn = [raw, context](const std::vector<at::Tensor>& in) {
+    std::optional<std::pair<at::Tensor, at::Tensor>> recorded;
+    // Grad mode is on only in the backward's recompute: keep what the forward recorded.
+    if (raw->moe && c10::GradMode::is_enabled()) {
+      recorded.emplace(raw->moe->last_router_loss, raw->moe->last_expert_counts);
+    }
+    std::vector<at::Tensor> out{raw->forward(in[0], *context)};
+    if (raw->moe && raw->moe->last_router_loss.defined()) out.push_back(raw->moe->last_router_loss);
+    if (recorded) std::tie(raw->moe->last_router_loss, raw->moe->last_expert_counts) = *recorded;
+    return out;
+  };
+  std::vector<at::Tensor> params;
+  for (const at::Tensor& p : layer.parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  const std::vector<at::Tensor> out = checkpointed(fn, {x}, params);
+  if (out.size() > 1) layer.moe->last_router_loss = out[1];
+  return out[0];
 }
 
 TextModelImpl::TextModelImpl(const config::TextConfig& config, const at::TensorOptions& options,
@@ -65,6 +93,12 @@ at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
                            doc_ids, cache);
   context.max_mask_elements = max_mask_elements;
   at::Tensor h = embeds;
+  if (recompute_layers && is_training() && c10::GradMode::is_enabled() && cache == nullptr) {
+    // One copy of the context that the layers' recomputes share (the masks it builds are reused).
+    const auto shared = std::make_shared<AttentionContext>(std::move(context));
+    for (auto& layer : decoder_layers) h = recomputed_layer_forward(*layer, h, shared);
+    return norm->forward(h);
+  }
   for (auto& layer : decoder_layers) h = layer->forward(h, context);
   if (cache) cache->advance(embeds.size(1));
   return norm->forward(h);

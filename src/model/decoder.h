@@ -8,6 +8,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -32,6 +33,12 @@ class DecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DecoderLayer);
 
+// layer->forward(x, context) as one recomputed node (model/recompute.h): nothing inside the layer is kept for
+// backward. The MoE router loss of the call stays differentiable (it is an output of the node), and a
+// recompute leaves the layer's recorded router loss and expert counts as the forward set them.
+at::Tensor recomputed_layer_forward(DecoderLayerImpl& layer, const at::Tensor& x,
+                                    const std::shared_ptr<AttentionContext>& context);
+
 // HF Llama4TextModel: returns the final-normed hidden states.
 class TextModelImpl : public torch::nn::Module {
  public:
@@ -51,6 +58,8 @@ class TextModelImpl : public torch::nn::Module {
 
   // Packed rows with B * T * T above this attend per document instead of through masks.
   int64_t max_mask_elements = int64_t{1} << 26;
+  // Training forwards keep only each decoder layer's input and recompute the layer in backward.
+  bool recompute_layers = false;
 
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};

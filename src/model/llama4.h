@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/model_arch.h"
+#include "config/options.h"
 #include "model/decoder.h"
 #include "model/kv_cache.h"
 #include "model/layers.h"
@@ -62,6 +63,8 @@ struct ModelOptions {
   uint64_t seed = 0;           // seeded init (layout-independent, parallel/rank_rng.h)
   bool freeze_vision = false;  // the tower runs without autograd; the projector still trains
   RouterLossOptions router_loss;
+  // Activations recomputed in backward (train.activation_checkpointing); installed after the adapters.
+  config::ActivationCheckpointing recompute = config::ActivationCheckpointing::kNone;
   std::vector<Adapter> adapters;  // applied in order, after the weights
   // Expert parallelism: routed rows are exchanged over this group (device channel) when it is set; it must
   // hold ranks for exactly the shard in `experts`. Also set it (with ep = 1) to drop rows for capacity.

@@ -45,6 +45,7 @@ model::ModelOptions model_options(const config::Recipe& recipe, const parallel::
   options.seed = static_cast<uint64_t>(recipe.train.seed);
   options.freeze_vision = recipe.model.freeze_vision;
   options.router_loss = {recipe.train.aux_loss_coef, recipe.train.z_loss_coef};
+  options.recompute = recipe.train.activation_checkpointing;
   if (recipe.lora.rank > 0) {
     options.adapters.push_back(
         lora::lora_adapter(lora::options_from_recipe(recipe.lora, recipe.source), options.seed));

@@ -60,8 +60,9 @@ PlanInputs plan_inputs_from_recipe(const config::Recipe& recipe, int64_t world) 
   // tensors stored in 16 bits are charged for it.
   in.fp32_master_weights = recipe.model.dtype != config::DType::kFloat32;
   if (in.chunked_cross_entropy) in.cross_entropy_chunk = recipe.train.loss_chunk_tokens;
-  // train.activation_checkpointing and optimizer.zero are read here once the recipe has them; until then
-  // they keep the trainer's behaviour (or come from plan's flags).
+  in.activation_checkpointing = config::name_of(recipe.train.activation_checkpointing);
+  // optimizer.zero is read here once the recipe has it; until then it keeps the trainer's behaviour (or
+  // comes from plan's flags).
   return in;
 }
 

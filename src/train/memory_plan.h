@@ -40,14 +40,14 @@ struct PlanInputs {
   bool freeze_vision = false;
   double bucket_mb = 25.0;
   double capacity_factor = 0.0;  // > 0: expert rows per rank capped at factor x balanced share
-  // Not recipe keys yet (train.activation_checkpointing, optimizer.zero, chunked loss, master weights):
-  std::string activation_checkpointing = "none";  // none | moe | full
-  int64_t zero = 0;                               // 0 | 1 | 2: shards of replicated AdamW state (and grads)
-  bool chunked_cross_entropy = false;             // no [tokens, vocab] float32 logits
-  int64_t cross_entropy_chunk = 1024;             // tokens per loss chunk when chunked
-  bool fp32_master_weights = false;               // fp32 master copy and AdamW state for 16-bit params
-  int64_t buckets_in_flight = 0;  // gradient buckets flattened at once; 0: all of them (GradSync today)
-  double gpu_memory_gb = 80.0;    // the verdict's budget per rank (GiB)
+  std::string activation_checkpointing = "none";  // train.activation_checkpointing: none | moe | full
+  // Not recipe keys yet (optimizer.zero, chunked loss, master weights):
+  int64_t zero = 0;                    // 0 | 1 | 2: shards of replicated AdamW state (and grads)
+  bool chunked_cross_entropy = false;  // no [tokens, vocab] float32 logits
+  int64_t cross_entropy_chunk = 1024;  // tokens per loss chunk when chunked
+  bool fp32_master_weights = false;    // fp32 master copy and AdamW state for 16-bit params
+  int64_t buckets_in_flight = 0;       // gradient buckets flattened at once; 0: all of them (GradSync today)
+  double gpu_memory_gb = 80.0;         // the verdict's budget per rank (GiB)
 };
 
 // Reads the recipe's layout; `world` is the number of ranks. Throws l4::Error for a world size the layout

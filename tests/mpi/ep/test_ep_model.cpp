@@ -25,6 +25,7 @@
 #include "model/llama4.h"
 #include "model/loss.h"
 #include "model/placed.h"
+#include "model/recompute.h"
 #include "model/weights.h"
 #include "mpi/mpi_test_util.h"
 #include "parallel/grad_sync.h"
@@ -191,10 +192,14 @@ struct Errors {
 
 // Every rank runs the single-process reference on the whole batch itself, then compares.
 Errors compare(const config::TextConfig& config, const Batch& global, const parallel::ProcessGrid& grid,
-               const Tweak& tweak, const std::function<void(const RunResult&)>& check_reference = nullptr) {
+               const Tweak& tweak, const std::function<void(const RunResult&)>& check_reference = nullptr,
+               const Tweak& run_only = nullptr) {
   const RunResult reference = train(config, global, nullptr, tweak);
   if (check_reference) check_reference(reference);
-  const RunResult run = train(config, global, &grid, tweak);
+  const RunResult run = train(config, global, &grid, [&](Llama4Impl& m) {
+    if (tweak) tweak(m);
+    if (run_only) run_only(m);
+  });
   Errors e;
   const int64_t per_rank = global.input_ids.size(0) / grid.host().size();
   const int64_t begin = grid.host().rank() * per_rank;
@@ -285,6 +290,24 @@ TEST(ExpertParallelModel, PackedRowsWithLossMasksMatch) {
   for (int ep : valid_eps(world().size(), config.num_local_experts)) {
     parallel::ProcessGrid grid(world(), ep, config.num_local_experts);
     expect_close(compare(config, global, grid, skew_routing(0.5)), ep, "packed + SFT masks");
+  }
+}
+
+// Activation checkpointing under expert parallelism: the recomputes repeat the layers' row exchanges in
+// backward (full) or only the local expert matmuls (moe), in the same order on every rank; the run (with the
+// gradient buckets reduced from accumulator hooks during backward) equals one process without
+// recomputation, also when one rank receives no rows.
+TEST(ExpertParallelModel, RecomputeMatchesOneProcessWithout) {
+  const config::TextConfig config = tiny_config();
+  const Batch global = make_batch(kRowsPerRank * world().size(), /*packed=*/true);
+  const Tweak full = [](Llama4Impl& m) { m.model->recompute_layers = true; };
+  const Tweak moe = [](Llama4Impl& m) { recompute_experts(m); };
+  for (int ep : valid_eps(world().size(), config.num_local_experts)) {
+    parallel::ProcessGrid grid(world(), ep, config.num_local_experts);
+    expect_close(compare(config, global, grid, skew_routing(0.5), nullptr, full), ep, "full recompute");
+    expect_close(compare(config, global, grid, skew_routing(5.0), nullptr, full), ep,
+                 "full recompute, all to expert 0");
+    expect_close(compare(config, global, grid, skew_routing(0.5), nullptr, moe), ep, "moe recompute");
   }
 }
 

@@ -119,6 +119,24 @@ TEST_F(RecipeTest, DeviceAndProfileStepAreValidated) {
   EXPECT_NE(error.find(path + ":12: logging.profile_step: must be >= 0, got -2"), std::string::npos) << error;
 }
 
+// train.activation_checkpointing: none by default, the three names read, anything else named with the
+// choices.
+TEST_F(RecipeTest, ActivationCheckpointingIsAnEnum) {
+  EXPECT_EQ(load_recipe(write_recipe("")).train.activation_checkpointing, ActivationCheckpointing::kNone);
+  EXPECT_EQ(
+      load_recipe(write_recipe("train:\n  activation_checkpointing: moe\n")).train.activation_checkpointing,
+      ActivationCheckpointing::kMoe);
+  EXPECT_EQ(
+      load_recipe(write_recipe("train:\n  activation_checkpointing: full\n")).train.activation_checkpointing,
+      ActivationCheckpointing::kFull);
+  const std::string path = write_recipe("train:\n  activation_checkpointing: layers\n");
+  const std::string error = load_error(path);
+  EXPECT_NE(
+      error.find(path + ":10: train.activation_checkpointing: expected one of none, moe, full, got 'layers'"),
+      std::string::npos)
+      << error;
+}
+
 TEST_F(RecipeTest, AllProblemsOfAFileAreReportedAtOnce) {
   const std::string path = write_recipe(
       "optimzer: {}\n"

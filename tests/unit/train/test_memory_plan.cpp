@@ -180,6 +180,20 @@ TEST(MemoryPlanTest, RecomputationAndChunkedLossOnlyShrinkTheirTerms) {
   EXPECT_DOUBLE_EQ(lean.flops_per_step, base.flops_per_step);
 }
 
+// The plan reads train.activation_checkpointing from the recipe.
+TEST(MemoryPlanTest, RecipeSelectsTheRecomputation) {
+  testing::TempDir dir;
+  for (const std::string mode : {"moe", "full"}) {
+    const config::Recipe recipe = tiny_recipe(
+        dir, "data: {seq_len: 256}\ntrain: {micro_batch: 2, global_batch: 2, activation_checkpointing: " +
+                 mode + "}\n");
+    const PlanInputs inputs = plan_inputs_from_recipe(recipe, 1);
+    EXPECT_EQ(inputs.activation_checkpointing, mode);
+    const MemoryPlan plan = plan_memory(inputs);
+    EXPECT_EQ(plan.activations, mode == "full" ? plan.activations_full : plan.activations_moe);
+  }
+}
+
 TEST(MemoryPlanTest, JsonHasEveryFigure) {
   testing::TempDir dir;
   const config::Recipe recipe =
