@@ -5,13 +5,16 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "checkpoint/state.h"
+#include "parallel/communicator.h"
 #include "parallel/placement.h"
+#include "parallel/zero_partition.h"
 #include "train/param_groups.h"
 
 namespace torch::optim {
@@ -26,12 +29,23 @@ struct NamedParam {
   parallel::Placement placement;  // its optimizer state has the same
 };
 
+// ZeRO-1/2: AdamW state of the replicated parameters only for this rank's range of the partition; the
+// updated ranges are all-gathered into every rank's parameters after each step.
+struct ZeroSetup {
+  std::shared_ptr<const parallel::ZeroPartition> partition;  // null: ZeRO off
+  parallel::Communicator* comm = nullptr;                    // device channel, ranks as the partition's
+  // ZeRO-2: this rank's chunk of the summed replicated gradients (GradSync::replicated_grad_shard). Null
+  // for ZeRO-1, which reads the owned range of each parameter's full .grad.
+  std::function<at::Tensor()> grad_shard;
+};
+
 // A checkpoint component: "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" (placed like the
 // parameter) and "optimizer.step.<name>" for every parameter updated at least once.
 class OptimizerSetup final : public checkpoint::Stateful {
  public:
-  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings,
-                 double eps);
+  // With ZeRO, the partition's parameters must be the replicated ones of `params`, in order.
+  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings, double eps,
+                 ZeroSetup zero = {});
   ~OptimizerSetup() override;
 
   torch::optim::AdamW& optimizer() { return *optimizer_; }
@@ -42,8 +56,12 @@ class OptimizerSetup final : public checkpoint::Stateful {
   void step();
   void zero_grad();
 
-  // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter) and the step
-  // count; nullopt before its first update.
+  // Bytes of AdamW state this rank holds (exp_avg + exp_avg_sq), for memory reports.
+  int64_t state_bytes() const;
+
+  // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter; under ZeRO, of
+  // this rank's 1-D piece of a replicated parameter) and the step count; nullopt before its first update
+  // (or when this rank owns no piece of it).
   struct ParamState {
     at::Tensor exp_avg, exp_avg_sq;
     int64_t step = 0;
@@ -59,7 +77,16 @@ class OptimizerSetup final : public checkpoint::Stateful {
   std::vector<double> base_lr_;          // per optimizer group
   std::vector<int64_t> group_of_param_;  // index into groups, per params_ entry
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  ZeroSetup zero_;
+  std::vector<int64_t> zero_index_;      // per params_ entry: index in the partition, or -1
+  std::vector<int64_t> piece_of_param_;  // per params_ entry: index of its owned piece, or -1
+  std::vector<at::Tensor> piece_views_;  // per owned piece: view of the parameter's owned elements
+  std::vector<int64_t> zero_steps_;      // per partition parameter: updates so far (equal on all ranks)
   size_t index_of(const std::string& name) const;
+  // The tensor AdamW updates for params_[i]: the parameter, its owned piece, or undefined (owned elsewhere).
+  at::Tensor optimized(size_t i) const;
+  at::Tensor grad_of_piece(size_t piece) const;
+  void all_gather_replicated();
 };
 
 }  // namespace l4::train
