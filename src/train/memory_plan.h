@@ -40,7 +40,7 @@ struct PlanInputs {
   bool freeze_vision = false;
   double bucket_mb = 25.0;
   double capacity_factor = 0.0;  // > 0: expert rows per rank capped at factor x balanced share
-  // Not recipe keys yet (train.activation_checkpointing, optimizer.zero, chunked loss, master weights):
+  // Not recipe keys yet (train.activation_checkpointing, chunked loss, master weights):
   std::string activation_checkpointing = "none";  // none | moe | full
   int64_t zero = 0;                               // 0 | 1 | 2: shards of replicated AdamW state (and grads)
   bool chunked_cross_entropy = false;             // no [tokens, vocab] float32 logits
