@@ -415,10 +415,12 @@ MemoryPlan plan_memory(const PlanInputs& in) {
   plan.weights_experts = static_cast<int64_t>(sum_bytes(tensors, false, 2));
   const double grads_replicated = sum_bytes(tensors, true, 1), grads_experts = sum_bytes(tensors, true, 2);
   const double bucket = in.bucket_mb * 1024 * 1024;
-  // Autograd holds every full gradient at the end of backward whatever the stage; ZeRO-2 replaces the
-  // replicated ones by this rank's 1/dp chunk in GradSync::sync() (the flat it reduce-scatters is in
-  // grad_buckets), so its saving is between the sync and the next backward, not at the peak.
-  plan.gradients = static_cast<int64_t>(grads_replicated + grads_experts);
+  // ZeRO-2 as planned here reduce-scatters bucket by bucket during backward and frees each full gradient;
+  // GradSync still reduce-scatters all replicated gradients in one flat after backward, so a run's peak
+  // holds the full gradients (as zero 0) until sync(); the optimizer state (below) is what it allocates.
+  plan.gradients = static_cast<int64_t>(in.zero >= 2 ? grads_replicated / dp +
+                                                           std::min(grads_replicated, bucket) + grads_experts
+                                                     : grads_replicated + grads_experts);
   double optimizer = 0;
   for (const auto& tensor : tensors) {
     if (!tensor.trainable) continue;
@@ -470,8 +472,8 @@ MemoryPlan plan_memory(const PlanInputs& in) {
   plan.backward_workspace = static_cast<int64_t>(n * (std::max(moe_work, dense_work) + 2 * 4 * d));
 
   // Gradient sync flattens every bucket before the first wait: a copy of all gradients (16-bit gradients go
-  // through a float32 buffer on MPI; NCCL reduces bf16 natively). A sync that flattens at most
-  // `buckets_in_flight` buckets holds only those.
+  // through a float32 buffer on MPI; NCCL reduces bf16 natively). ZeRO-2 reduce-scatters the replicated
+  // ones bucket by bucket; a sync that flattens at most `buckets_in_flight` buckets holds only those.
   double flats[2] = {0, 0};  // replicated, experts
   for (const auto& tensor : tensors) {
     if (!tensor.trainable) continue;
@@ -480,7 +482,7 @@ MemoryPlan plan_memory(const PlanInputs& in) {
     flats[tensor.expert ? 1 : 0] += bytes;
   }
   const double in_flight_bucket = in.device == "cpu" ? 3 * bucket : bucket;  // bf16 + its fp32 buffer
-  double buckets = flats[0] + flats[1];  // ZeRO-2 flattens all replicated gradients for one reduce-scatter
+  double buckets = (in.zero >= 2 ? std::min(flats[0], 2 * in_flight_bucket) : flats[0]) + flats[1];
   if (in.buckets_in_flight > 0) buckets = std::min(buckets, in.buckets_in_flight * in_flight_bucket);
   plan.grad_buckets = static_cast<int64_t>(buckets);
   // One MoE layer's exchange: the sorted send rows and the received rows, in each direction.
