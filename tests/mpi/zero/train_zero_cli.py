@@ -5,6 +5,7 @@ state, assembled from every rank's file), with gradient clipping active:
     every parameter and optimizer tensor equals the zero 0 run's within 1e-6;
   - resume exactness: zero 1 and zero 2 stopped at step 3 and resumed on the same world size equal the
     uninterrupted run bit for bit;
+  - the AdamW state bytes each rank logs equal `llama4 plan`'s optimizer figure;
   - elastic: a zero 1 checkpoint written by 4 ranks at step 3 continues on 2 ranks under zero 1 and under
     zero 2 to the same tensors (1e-6) as the same checkpoint continued on 2 ranks under zero 0; and a zero 0
     checkpoint from 2 ranks continues under zero 1 on 4 ranks as under zero 0 on 4 ranks.
@@ -19,6 +20,7 @@ weights by the learning rate (3e-3).
 Environment (set by ctest): L4_BINARY, L4_SOURCE_DIR; MPIEXEC and MPIEXEC_FLAGS from the command line."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +108,7 @@ train: {{steps: {STEPS}, global_batch: 4, micro_batch: 1, grad_clip: 1.0}}
 logging: {{tensorboard: false, peak_tflops: 1.0}}
 checkpoint: {{every: 0, resume: auto}}
 """)
+        logs = {}
         lora = ["lora.rank=4", "lora.alpha=8", "lora.targets=[q_proj,v_proj,shared_expert,experts]"]
 
         def train(name, np_, zero, extra=(), ckpt=None):
@@ -115,8 +118,19 @@ checkpoint: {{every: 0, resume: auto}}
                    f"checkpoint.dir={ckpt}", f"optimizer.zero={zero}", *extra]
             if np_ > 1:
                 cmd = [MPIEXEC, "-np", str(np_), *MPI_FLAGS, *cmd]
-            run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            proc = run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            logs[name] = proc.stdout + proc.stderr
             return ckpt
+
+        def check_state_bytes(name, np_, zero, extra):
+            """The AdamW bytes each rank logs after its first step equal `llama4 plan`'s figure."""
+            found = re.search(r"optimizer state \(optimizer.zero=\d\): (\d+) to (\d+) bytes per rank", logs[name])
+            assert found, (name, logs[name][-2000:])
+            plan = json.loads(run([BINARY, "plan", "--config", recipe, "--world", str(np_), "--json",
+                                   f"optimizer.zero={zero}", *extra]).stdout)
+            planned = plan["per_rank_bytes"]["optimizer"]
+            print(f"{name}: AdamW state per rank {found.group(1)}..{found.group(2)} bytes, plan {planned}")
+            assert int(found.group(1)) == int(found.group(2)) == planned, name
 
         # Equivalence after 5 steps. Zero 0 on 2 and on 4 ranks differ only in the order of addition (here
         # not at all: Open MPI's all-reduce adds pairwise like the 2-rank accumulation); zero 2 on 4 ranks
@@ -125,11 +139,14 @@ checkpoint: {{every: 0, resume: auto}}
         clipped = False
         for kind, extra in kinds.items():
             base = {np_: load_checkpoint(train(f"{kind}_np{np_}_z0", np_, 0, extra), STEPS) for np_ in (2, 4)}
+            for np_ in (2, 4):
+                check_state_bytes(f"{kind}_np{np_}_z0", np_, 0, extra)
             floor = max_diff(base[2], base[4])
             print(f"{kind}: zero 0 on 2 vs 4 ranks (order of addition only): max |diff| {floor:.3e}")
             for np_ in (2, 4):
                 for zero in (1, 2):
                     got = load_checkpoint(train(f"{kind}_np{np_}_z{zero}", np_, zero, extra), STEPS)
+                    check_state_bytes(f"{kind}_np{np_}_z{zero}", np_, zero, extra)
                     tol = TOL if zero == 1 or np_ == 2 else max(REORDERED_TOL, floor)
                     compare(base[np_], got, f"{kind} on {np_} ranks: zero {zero} vs zero 0 (bound {tol:.1e})", tol)
                 with open(os.path.join(tmp, f"{kind}_np{np_}_z0", "metrics.jsonl")) as f:
