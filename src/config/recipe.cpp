@@ -131,6 +131,8 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.non_negative(r.optimizer.weight_decay, "optimizer.weight_decay");
   c.require(r.optimizer.layer_decay > 0 && r.optimizer.layer_decay <= 1, "optimizer.layer_decay",
             fmt::format("must be in (0, 1], got {}", r.optimizer.layer_decay));
+  c.require(r.optimizer.zero >= 0 && r.optimizer.zero <= 2, "optimizer.zero",
+            fmt::format("must be 0, 1 or 2, got {}", r.optimizer.zero));
   for (size_t i = 0; i < r.optimizer.param_groups.size(); ++i) {
     const ParamGroupRule& g = r.optimizer.param_groups[i];
     const std::string key = fmt::format("optimizer.param_groups[{}]", i);

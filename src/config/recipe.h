@@ -133,6 +133,9 @@ struct OptimizerSection {
   double weight_decay = 0.1;
   double layer_decay = 1.0;  // lr_i = lr * layer_decay^(num_layers - i); embed i=0, head i=num_layers
   std::vector<ParamGroupRule> param_groups;  // first match wins, applied after layer_decay
+  // ZeRO stage over the data-parallel ranks: 0 off; 1 shards the AdamW state of the replicated parameters;
+  // 2 also reduce-scatters their gradients. Expert shards keep their state as without ZeRO.
+  int64_t zero = 0;
   template <class V>
   void visit(V& v) {
     v("lr", lr);
@@ -140,6 +143,7 @@ struct OptimizerSection {
     v("eps", eps);
     v("weight_decay", weight_decay);
     v("layer_decay", layer_decay);
+    v("zero", zero);
     v.list("param_groups", param_groups);
   }
 };

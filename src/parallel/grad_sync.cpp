@@ -42,8 +42,9 @@ struct GradSync::State {
     std::unique_ptr<Work> work;
   };
 
-  std::vector<SyncParam> params;
+  std::vector<SyncParam> params;  // without the ZeRO-2 partition's parameters
   const ProcessGrid* grid = nullptr;
+  at::Tensor grad_shard;  // ZeRO-2: this rank's chunk of the summed replicated gradients
   GradSyncOptions options;
   std::vector<BucketRun> buckets;
   std::vector<size_t> bucket_of;  // param index -> bucket index
@@ -112,9 +113,30 @@ GradSync::GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradS
     : state_(std::make_shared<State>()) {
   L4_CHECK(options.bucket_mb > 0, "gradient bucket size must be positive, got {} MB", options.bucket_mb);
   State& s = *state_;
-  s.params = std::move(params);
   s.grid = &grid;
   s.options = options;
+  if (options.shard_replicated_grads) {
+    const ZeroPartition& zero = *options.shard_replicated_grads;
+    L4_CHECK(zero.world_size() == grid.device().size() && zero.rank() == grid.device().rank(),
+             "GradSync: the ZeRO partition is for rank {} of {}, the device channel is rank {} of {}",
+             zero.rank(), zero.world_size(), grid.device().rank(), grid.device().size());
+    size_t replicated = 0;
+    for (SyncParam& p : params) {
+      if (p.placement.is_sharded()) {
+        s.params.push_back(std::move(p));
+      } else {
+        L4_CHECK(replicated < zero.params().size() && zero.params()[replicated].is_same(p.param),
+                 "GradSync: replicated parameter '{}' is not the ZeRO partition's parameter {}", p.name,
+                 replicated);
+        ++replicated;
+      }
+    }
+    L4_CHECK(replicated == zero.params().size(),
+             "GradSync: {} replicated parameters, the ZeRO partition has {}", replicated,
+             zero.params().size());
+  } else {
+    s.params = std::move(params);
+  }
   std::vector<BucketItem> items;
   for (const SyncParam& p : s.params) {
     L4_CHECK(p.param.defined() && p.param.requires_grad(),
@@ -154,6 +176,10 @@ GradSync::~GradSync() {
   for (auto& [accumulator, key] : state_->hooks) accumulator->del_post_hook(key);
 }
 
+at::Tensor GradSync::replicated_grad_shard() const {
+  return state_->grad_shard;
+}
+
 size_t GradSync::num_buckets() const {
   return state_->buckets.size();
 }
@@ -184,6 +210,16 @@ void GradSync::sync() {
   for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
   for (size_t b = 0; b < s.buckets.size(); ++b) s.finish(b);
   s.armed = false;
+  if (const auto& zero = s.options.shard_replicated_grads) {
+    std::vector<at::Tensor> grads;
+    for (const at::Tensor& p : zero->params()) grads.push_back(p.grad());
+    const at::Tensor flat = zero->flatten(grads);
+    grads.clear();
+    // The full gradients are not needed any more: the optimizer reads this rank's chunk only.
+    for (const at::Tensor& p : zero->params()) p.mutable_grad().reset();
+    s.grad_shard = s.grid->device().reduce_scatter(flat, ReduceOp::kSum);
+    if (s.options.reduction == GradReduction::kAverage) s.grad_shard.div_(s.grid->device().size());
+  }
 }
 
 double GradSync::grad_norm() {
@@ -208,12 +244,28 @@ double GradSync::grad_norm() {
   // Replicated gradients are identical on every rank: count them locally, once. The shards of a group
   // differ across its ranks, which together hold every piece exactly once.
   double total = sum_of_squares(replicated);
-  const at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
+  at::Device device = s.params.empty() ? at::Device(at::kCPU) : s.params.front().param.device();
+  if (s.grad_shard.defined()) device = s.grad_shard.device();
   for (ShardGroup group : {ShardGroup::kExpertParallel}) {
     auto it = sharded.find(group);
     const double local = it == sharded.end() ? 0.0 : sum_of_squares(it->second);
     at::Tensor sq = at::full({1}, local, at::TensorOptions().dtype(at::kDouble).device(device));
     s.grid->shard_group(group).all_reduce(sq, ReduceOp::kSum);
+    total += sq.to(at::kCPU).item<double>();
+  }
+  if (s.options.shard_replicated_grads) {
+    // ZeRO-2: the chunks of the ranks are disjoint and together hold every replicated gradient once.
+    // One float norm per parameter piece, as for whole gradients above: a single float reduction over the
+    // whole chunk loses digits (1e-5 relative on the tiny model).
+    std::vector<at::Tensor> pieces;
+    if (s.grad_shard.defined()) {
+      for (const auto& piece : s.options.shard_replicated_grads->pieces()) {
+        pieces.push_back(s.grad_shard.narrow(0, piece.shard_offset, piece.length));
+      }
+    }
+    const double local = sum_of_squares(pieces);
+    at::Tensor sq = at::full({1}, local, at::TensorOptions().dtype(at::kDouble).device(device));
+    s.grid->device().all_reduce(sq, ReduceOp::kSum);
     total += sq.to(at::kCPU).item<double>();
   }
   return std::sqrt(total);
@@ -228,6 +280,7 @@ double GradSync::clip_grad_norm(double max_norm) {
     for (SyncParam& p : state_->params) {
       if (p.param.grad().defined()) p.param.mutable_grad().mul_(scale);
     }
+    if (state_->grad_shard.defined()) state_->grad_shard.mul_(scale);
   }
   return norm;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "parallel/placement.h"
+#include "parallel/zero_partition.h"
 
 namespace l4::parallel {
 
@@ -38,6 +39,11 @@ struct GradSyncOptions {
   // never receive one are reduced as zeros by sync().
   bool overlap = false;
   GradReduction reduction = GradReduction::kAverage;
+  // ZeRO-2: the gradients of the partition's (replicated) parameters are reduce-scattered over the world
+  // (device channel) instead of all-reduced: sync() leaves this rank's [chunk] of their sum in
+  // replicated_grad_shard() and frees their full .grad. They are left out of the SyncParam list's buckets
+  // (and of overlap: they are reduced in sync(), after the expert buckets). Null: all-reduce as usual.
+  std::shared_ptr<const ZeroPartition> shard_replicated_grads;
 };
 
 class GradSync {
@@ -58,6 +64,10 @@ class GradSync {
   // Scales every gradient by max_norm / (norm + 1e-6) when norm > max_norm (as torch's
   // clip_grad_norm_); returns the norm before clipping (collective).
   double clip_grad_norm(double max_norm);
+
+  // ZeRO-2: this rank's chunk of the summed (averaged, clipped) replicated gradients after sync();
+  // undefined otherwise.
+  at::Tensor replicated_grad_shard() const;
 
   size_t num_buckets() const;
   // Buckets the gradient hooks launched during the last synced backward (overlap mode), i.e. before

@@ -61,8 +61,7 @@ PlanInputs plan_inputs_from_recipe(const config::Recipe& recipe, int64_t world) 
   in.fp32_master_weights = recipe.model.dtype != config::DType::kFloat32;
   if (in.chunked_cross_entropy) in.cross_entropy_chunk = recipe.train.loss_chunk_tokens;
   in.activation_checkpointing = config::name_of(recipe.train.activation_checkpointing);
-  // optimizer.zero is read here once the recipe has it; until then it keeps the trainer's behaviour (or
-  // comes from plan's flags).
+  in.zero = recipe.optimizer.zero;
   return in;
 }
 
@@ -421,6 +420,9 @@ MemoryPlan plan_memory(const PlanInputs& in) {
   plan.weights_experts = static_cast<int64_t>(sum_bytes(tensors, false, 2));
   const double grads_replicated = sum_bytes(tensors, true, 1), grads_experts = sum_bytes(tensors, true, 2);
   const double bucket = in.bucket_mb * 1024 * 1024;
+  // ZeRO-2 as planned here reduce-scatters bucket by bucket during backward and frees each full gradient;
+  // GradSync still reduce-scatters all replicated gradients in one flat after backward, so a run's peak
+  // holds the full gradients (as zero 0) until sync(); the optimizer state (below) is what it allocates.
   plan.gradients = static_cast<int64_t>(in.zero >= 2 ? grads_replicated / dp +
                                                            std::min(grads_replicated, bucket) + grads_experts
                                                      : grads_replicated + grads_experts);

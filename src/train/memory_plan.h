@@ -41,9 +41,8 @@ struct PlanInputs {
   double bucket_mb = 25.0;
   double capacity_factor = 0.0;  // > 0: expert rows per rank capped at factor x balanced share
   std::string activation_checkpointing = "none";  // train.activation_checkpointing: none | moe | full
-  // Not recipe keys yet (optimizer.zero, chunked loss, master weights):
-  int64_t zero = 0;                    // 0 | 1 | 2: shards of replicated AdamW state (and grads)
-  bool chunked_cross_entropy = false;  // no [tokens, vocab] float32 logits
+  int64_t zero = 0;                    // optimizer.zero 0 | 1 | 2: shards of replicated AdamW state (and grads)
+  bool chunked_cross_entropy = false;  // train.loss_chunk_tokens > 0: no [tokens, vocab] float32 logits
   int64_t cross_entropy_chunk = 1024;  // tokens per loss chunk when chunked
   bool fp32_master_weights = false;    // fp32 master copy and AdamW state for 16-bit params
   int64_t buckets_in_flight = 0;       // gradient buckets flattened at once; 0: all of them (GradSync today)

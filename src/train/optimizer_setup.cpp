@@ -1,5 +1,6 @@
 #include "train/optimizer_setup.h"
 
+#include <algorithm>
 #include <map>
 
 #include "core/error.h"
@@ -19,8 +20,43 @@ at::ScalarType state_dtype(const at::Tensor& p) {
 }  // namespace
 
 OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
-                               const std::vector<ParamSetting>& settings, double eps)
-    : params_(params) {
+                               const std::vector<ParamSetting>& settings, double eps, ZeroSetup zero)
+    : params_(params), zero_(std::move(zero)) {
+  zero_index_.assign(params.size(), -1);
+  piece_of_param_.assign(params.size(), -1);
+  if (zero_.partition) {
+    const parallel::ZeroPartition& partition = *zero_.partition;
+    L4_ASSERT(
+        zero_.comm && zero_.comm->size() == partition.world_size() && zero_.comm->rank() == partition.rank(),
+        "ZeRO needs the device channel the partition was made for");
+    size_t next = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (params[i].placement.is_sharded()) continue;
+      L4_ASSERT(next < partition.params().size() && partition.params()[next].is_same(params[i].param),
+                "replicated parameter '{}' is not the ZeRO partition's parameter {}", params[i].name, next);
+      L4_CHECK(params[i].param.is_contiguous(), "optimizer.zero: parameter '{}' is not contiguous",
+               params[i].name);
+      // A 16-bit parameter trains through an fp32 master of the whole tensor, which ZeRO does not shard yet.
+      L4_CHECK(!is_16_bit(params[i].param),
+               "optimizer.zero: trainable parameter '{}' is stored in {} and updated through an fp32 master copy, "
+               "which ZeRO does not shard yet; use optimizer.zero: 0, or train fp32 tensors (LoRA keeps its "
+               "adapters in fp32 on a 16-bit base)",
+               params[i].name, c10::toString(params[i].param.scalar_type()));
+      zero_index_[i] = static_cast<int64_t>(next++);
+    }
+    L4_ASSERT(next == partition.params().size(), "{} replicated parameters, the partition has {}", next,
+              partition.params().size());
+    zero_steps_.assign(next, 0);
+    for (size_t k = 0; k < partition.pieces().size(); ++k) {
+      const parallel::ZeroPartition::Piece& piece = partition.pieces()[k];
+      const size_t i = static_cast<size_t>(
+          std::find(zero_index_.begin(), zero_index_.end(), static_cast<int64_t>(piece.param)) -
+          zero_index_.begin());
+      piece_of_param_[i] = static_cast<int64_t>(k);
+      // A view: AdamW updates the owned elements of the parameter in place.
+      piece_views_.push_back(params[i].param.detach().view({-1}).narrow(0, piece.begin, piece.length));
+    }
+  }
   L4_ASSERT(params.size() == settings.size(), "{} params vs {} settings", params.size(), settings.size());
   const std::vector<ParamGroup> groups = group_settings(settings);
   std::map<std::string, size_t> position;
@@ -35,7 +71,8 @@ OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
     std::vector<at::Tensor> tensors;
     for (const auto& name : groups[g].names) {
       const size_t i = position.at(name);
-      tensors.push_back(params[i].param);
+      const at::Tensor t = optimized(i);
+      if (t.defined()) tensors.push_back(t);
       group_of_param_[i] = static_cast<int64_t>(g);
     }
     auto options = std::make_unique<torch::optim::AdamWOptions>(groups[g].lr);
@@ -47,6 +84,40 @@ OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
 }
 
 OptimizerSetup::~OptimizerSetup() = default;
+
+at::Tensor OptimizerSetup::optimized(size_t i) const {
+  if (zero_index_[i] < 0) return params_[i].param;
+  return piece_of_param_[i] < 0 ? at::Tensor() : piece_views_[static_cast<size_t>(piece_of_param_[i])];
+}
+
+at::Tensor OptimizerSetup::grad_of_piece(size_t k) const {
+  const parallel::ZeroPartition::Piece& piece = zero_.partition->pieces()[k];
+  if (zero_.grad_shard) {
+    const at::Tensor shard = zero_.grad_shard();
+    return shard.defined() ? shard.narrow(0, piece.shard_offset, piece.length) : at::Tensor();
+  }
+  const at::Tensor& grad = zero_.partition->params()[piece.param].grad();
+  return grad.defined() ? grad.view({-1}).narrow(0, piece.begin, piece.length) : at::Tensor();
+}
+
+// Every rank's updated range into every rank's parameters (device channel).
+void OptimizerSetup::all_gather_replicated() {
+  const parallel::ZeroPartition& partition = *zero_.partition;
+  const at::Tensor full = zero_.comm->all_gather(partition.chunk_from_pieces(piece_views_));
+  for (size_t i = 0; i < partition.params().size(); ++i) {
+    const at::Tensor& p = partition.params()[i];
+    p.detach().view({-1}).copy_(full.narrow(0, partition.param_offset(i), p.numel()));
+  }
+}
+
+int64_t OptimizerSetup::state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [key, slot] : optimizer_->state()) {
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*slot);
+    bytes += s.exp_avg().nbytes() + s.exp_avg_sq().nbytes();
+  }
+  return bytes;
+}
 
 void OptimizerSetup::set_lr_multiplier(double multiplier) {
   auto& groups = optimizer_->param_groups();
@@ -73,15 +144,19 @@ double OptimizerSetup::current_lr(const std::string& name) const {
 void OptimizerSetup::step() {
   const torch::NoGradGuard no_grad;
   auto& states = optimizer_->state();
+  std::map<const c10::TensorImpl*, size_t> piece_index;
+  for (size_t k = 0; k < piece_views_.size(); ++k) piece_index[piece_views_[k].unsafeGetTensorImpl()] = k;
   for (auto& group : optimizer_->param_groups()) {
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
     L4_ASSERT(!o.amsgrad(), "amsgrad is not used");
     std::map<c10::ScalarType, std::vector<at::Tensor>> params, grads, exp_avgs, exp_avg_sqs, steps;
     std::vector<std::pair<at::Tensor, at::Tensor>> rounded;  // (16-bit parameter, its updated master)
     for (at::Tensor& p : group.params()) {
-      if (!p.grad().defined()) continue;
+      auto piece = piece_index.find(p.unsafeGetTensorImpl());
+      at::Tensor grad = piece == piece_index.end() ? p.grad() : grad_of_piece(piece->second);
+      if (!grad.defined()) continue;
       // A 16-bit parameter is updated through its fp32 master (created from it at its first update).
-      at::Tensor target = p, grad = p.grad();
+      at::Tensor target = p;
       if (is_16_bit(p)) {
         at::Tensor& master = master_[index_of_impl_.at(p.unsafeGetTensorImpl())];
         if (!master.defined()) master = p.detach().to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
@@ -113,14 +188,23 @@ void OptimizerSetup::step() {
     }
     for (auto& [param, master] : rounded) param.copy_(master);
   }
+  if (zero_.partition) {
+    // Every replicated parameter is updated in each step (GradSync gives each one a gradient), whichever
+    // rank owns its elements; the count is what a checkpoint records for it.
+    for (int64_t& count : zero_steps_) ++count;
+    all_gather_replicated();
+  }
 }
 
 void OptimizerSetup::zero_grad() {
   optimizer_->zero_grad(/*set_to_none=*/true);
+  // Under ZeRO the optimizer holds pieces, not the replicated parameters: their gradients go here.
+  for (const NamedParam& p : params_) p.param.mutable_grad().reset();
 }
 
 std::optional<OptimizerSetup::ParamState> OptimizerSetup::state(const std::string& name) const {
-  const at::Tensor& p = params_[index_of(name)].param;
+  const at::Tensor p = optimized(index_of(name));
+  if (!p.defined()) return std::nullopt;
   const auto& states = optimizer_->state();
   auto it = states.find(p.unsafeGetTensorImpl());
   if (it == states.end()) return std::nullopt;
@@ -133,7 +217,8 @@ at::Tensor OptimizerSetup::master(const std::string& name) const {
 }
 
 void OptimizerSetup::set_state(const std::string& name, const ParamState& state) {
-  const at::Tensor& p = params_[index_of(name)].param;
+  const at::Tensor p = optimized(index_of(name));
+  if (!p.defined()) return;  // ZeRO: another rank owns every element of this parameter
   L4_CHECK(state.exp_avg.sizes() == p.sizes() && state.exp_avg_sq.sizes() == p.sizes(),
            "optimizer state of '{}' has shape {} but the parameter has {}", name,
            c10::str(state.exp_avg.sizes()), c10::str(p.sizes()));
@@ -146,8 +231,38 @@ void OptimizerSetup::set_state(const std::string& name, const ParamState& state)
 }
 
 void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
-  for (const NamedParam& p : params_) {
-    const auto s = state(p.name);
+  // ZeRO: the ranks' ranges gathered into full tensors (device channel, every rank), written as the
+  // parameter's own placement, so the checkpoint equals a ZeRO-0 one and loads at any world size or stage.
+  at::Tensor full_avg, full_sq;
+  if (zero_.partition) {
+    const parallel::ZeroPartition& partition = *zero_.partition;
+    std::vector<at::Tensor> avg, sq;
+    for (size_t k = 0; k < piece_views_.size(); ++k) {
+      auto it = optimizer_->state().find(piece_views_[k].unsafeGetTensorImpl());
+      if (it == optimizer_->state().end()) {
+        avg.push_back(at::zeros_like(piece_views_[k]));
+        sq.push_back(at::zeros_like(piece_views_[k]));
+      } else {
+        const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+        avg.push_back(s.exp_avg());
+        sq.push_back(s.exp_avg_sq());
+      }
+    }
+    full_avg = zero_.comm->all_gather(partition.chunk_from_pieces(avg));
+    full_sq = zero_.comm->all_gather(partition.chunk_from_pieces(sq));
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const NamedParam& p = params_[i];
+    std::optional<ParamState> s;
+    if (zero_index_[i] >= 0) {
+      const auto z = static_cast<size_t>(zero_index_[i]);
+      if (zero_steps_[z] == 0) continue;
+      const int64_t offset = zero_.partition->param_offset(z), numel = p.param.numel();
+      s = ParamState{full_avg.narrow(0, offset, numel).view(p.param.sizes()),
+                     full_sq.narrow(0, offset, numel).view(p.param.sizes()), zero_steps_[z]};
+    } else {
+      s = state(p.name);
+    }
     if (!s) continue;
     out.tensor("optimizer.exp_avg." + p.name, s->exp_avg, p.placement);
     out.tensor("optimizer.exp_avg_sq." + p.name, s->exp_avg_sq, p.placement);
@@ -169,6 +284,16 @@ void OptimizerSetup::load_state(const checkpoint::StateReader& in) {
     s.exp_avg = in.tensor(avg, p.placement, rows);
     s.exp_avg_sq = in.tensor("optimizer.exp_avg_sq." + p.name, p.placement, rows);
     s.step = in.tensor("optimizer.step." + p.name, parallel::Placement::replicated()).item<int64_t>();
+    const size_t i = index_of(p.name);
+    if (zero_index_[i] >= 0) {
+      // The full (replicated) state, of which this rank keeps its piece.
+      zero_steps_[static_cast<size_t>(zero_index_[i])] = s.step;
+      if (piece_of_param_[i] < 0) continue;
+      const parallel::ZeroPartition::Piece& piece =
+          zero_.partition->pieces()[static_cast<size_t>(piece_of_param_[i])];
+      s.exp_avg = s.exp_avg.reshape({-1}).narrow(0, piece.begin, piece.length);
+      s.exp_avg_sq = s.exp_avg_sq.reshape({-1}).narrow(0, piece.begin, piece.length);
+    }
     set_state(p.name, s);
   }
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,7 +13,9 @@
 #include <vector>
 
 #include "checkpoint/state.h"
+#include "parallel/communicator.h"
 #include "parallel/placement.h"
+#include "parallel/zero_partition.h"
 #include "train/param_groups.h"
 
 namespace torch::optim {
@@ -27,6 +30,16 @@ struct NamedParam {
   parallel::Placement placement;  // its optimizer state has the same
 };
 
+// ZeRO-1/2: AdamW state of the replicated parameters only for this rank's range of the partition; the
+// updated ranges are all-gathered into every rank's parameters after each step.
+struct ZeroSetup {
+  std::shared_ptr<const parallel::ZeroPartition> partition;  // null: ZeRO off
+  parallel::Communicator* comm = nullptr;                    // device channel, ranks as the partition's
+  // ZeRO-2: this rank's chunk of the summed replicated gradients (GradSync::replicated_grad_shard). Null
+  // for ZeRO-1, which reads the owned range of each parameter's full .grad.
+  std::function<at::Tensor()> grad_shard;
+};
+
 // A checkpoint component: "optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>" (placed like the
 // parameter) and "optimizer.step.<name>" for every parameter updated at least once, and
 // "optimizer.master.<name>" for 16-bit parameters.
@@ -37,8 +50,9 @@ struct NamedParam {
 // comes from the checkpoint, which makes a resumed run equal the uninterrupted one).
 class OptimizerSetup final : public checkpoint::Stateful {
  public:
-  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings,
-                 double eps);
+  // With ZeRO, the partition's parameters must be the replicated ones of `params`, in order.
+  OptimizerSetup(const std::vector<NamedParam>& params, const std::vector<ParamSetting>& settings, double eps,
+                 ZeroSetup zero = {});
   ~OptimizerSetup() override;
 
   torch::optim::AdamW& optimizer() { return *optimizer_; }
@@ -49,8 +63,12 @@ class OptimizerSetup final : public checkpoint::Stateful {
   void step();
   void zero_grad();
 
-  // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter) and the step
-  // count; nullopt before its first update.
+  // Bytes of AdamW state this rank holds (exp_avg + exp_avg_sq), for memory reports.
+  int64_t state_bytes() const;
+
+  // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter; under ZeRO, of
+  // this rank's 1-D piece of a replicated parameter) and the step count; nullopt before its first update
+  // (or when this rank owns no piece of it).
   struct ParamState {
     at::Tensor exp_avg, exp_avg_sq;
     int64_t step = 0;
@@ -70,7 +88,16 @@ class OptimizerSetup final : public checkpoint::Stateful {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<at::Tensor> master_;  // per params_ entry: fp32 master of a 16-bit parameter, else undefined
   std::map<const void*, size_t> index_of_impl_;  // parameter TensorImpl -> params_ entry
+  ZeroSetup zero_;
+  std::vector<int64_t> zero_index_;      // per params_ entry: index in the partition, or -1
+  std::vector<int64_t> piece_of_param_;  // per params_ entry: index of its owned piece, or -1
+  std::vector<at::Tensor> piece_views_;  // per owned piece: view of the parameter's owned elements
+  std::vector<int64_t> zero_steps_;      // per partition parameter: updates so far (equal on all ranks)
   size_t index_of(const std::string& name) const;
+  // The tensor AdamW updates for params_[i]: the parameter, its owned piece, or undefined (owned elsewhere).
+  at::Tensor optimized(size_t i) const;
+  at::Tensor grad_of_piece(size_t piece) const;
+  void all_gather_replicated();
 };
 
 }  // namespace l4::train

@@ -27,6 +27,7 @@
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/process_grid.h"
+#include "parallel/zero_partition.h"
 #include "restore/restore.h"
 #include "train/collective_strings.h"
 #include "train/exact_match.h"
@@ -114,7 +115,21 @@ class Trainer {
       if (host_.rank() == 0) std::fputs(format_param_settings(settings_, recipe_.optimizer).c_str(), stdout);
       return 0;
     }
-    optimizer_ = std::make_unique<OptimizerSetup>(trainable_, settings_, recipe_.optimizer.eps);
+    std::shared_ptr<parallel::ZeroPartition> zero;
+    ZeroSetup zero_setup;
+    if (recipe_.optimizer.zero >= 1) {
+      std::vector<at::Tensor> replicated;
+      for (const NamedParam& p : trainable_) {
+        if (!p.placement.is_sharded()) replicated.push_back(p.param);
+      }
+      zero = std::make_shared<parallel::ZeroPartition>(std::move(replicated), grid_.device().rank(),
+                                                       grid_.device().size());
+      zero_setup.partition = zero;
+      zero_setup.comm = &grid_.device();
+      if (recipe_.optimizer.zero >= 2)
+        zero_setup.grad_shard = [this] { return grad_sync_->replicated_grad_shard(); };
+    }
+    optimizer_ = std::make_unique<OptimizerSetup>(trainable_, settings_, recipe_.optimizer.eps, zero_setup);
     parallel::GradSyncOptions sync_options;
     sync_options.bucket_mb = recipe_.parallel.bucket_mb;
     // Overlap needs every parameter to get a gradient on every rank; a rank whose experts receive no rows
@@ -123,6 +138,7 @@ class Trainer {
                            !(recipe_.lora.rank > 0 && recipe_.parallel.expert_parallel > 1);
     overlap_ = sync_options.overlap;
     sync_options.reduction = parallel::GradReduction::kSum;  // each rank's loss is already / global tokens
+    if (recipe_.optimizer.zero >= 2) sync_options.shard_replicated_grads = zero;
     std::vector<parallel::SyncParam> sync;
     for (const NamedParam& p : trainable_) sync.push_back({p.name, p.param, p.placement});
     grad_sync_ = std::make_unique<parallel::GradSync>(std::move(sync), grid_, sync_options);
@@ -229,6 +245,7 @@ class Trainer {
       }
       optimizer_->step();
       optimizer_->zero_grad();
+      if (!state_bytes_logged_) log_optimizer_state_bytes();
       ++counters_.step;
       const double step_time = step_clock.seconds();
       profile.reset();  // writes the trace
@@ -425,6 +442,18 @@ class Trainer {
     }
   }
 
+  // Once per run, after the first update (when the state exists): AdamW state bytes per rank, which ZeRO
+  // shards (collective on the host channel).
+  void log_optimizer_state_bytes() {
+    state_bytes_logged_ = true;
+    at::Tensor bytes = at::full({1}, optimizer_->state_bytes(), at::kLong);
+    at::Tensor most = bytes.clone();
+    host_.all_reduce(bytes, parallel::ReduceOp::kMin);
+    host_.all_reduce(most, parallel::ReduceOp::kMax);
+    L4_LOG_INFO("optimizer state (optimizer.zero={}): {} to {} bytes per rank", recipe_.optimizer.zero,
+                bytes.item<int64_t>(), most.item<int64_t>());
+  }
+
   // --- checkpoints ---------------------------------------------------------------------------------
   // The components of a checkpoint, in a fixed order (model tensors, optimizer, loader, RNG, counters).
   std::vector<checkpoint::Stateful*> components() {
@@ -479,6 +508,7 @@ class Trainer {
   std::vector<ParamSetting> settings_;
   std::unique_ptr<OptimizerSetup> optimizer_;
   std::unique_ptr<parallel::GradSync> grad_sync_;
+  bool state_bytes_logged_ = false;
   std::unique_ptr<data::ShardedLoader> loader_;
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<restore::ModelState> model_state_;

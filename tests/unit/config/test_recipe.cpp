@@ -100,6 +100,12 @@ TEST_F(RecipeTest, OutOfRangeValuesAreRejected) {
       << error;
 }
 
+TEST_F(RecipeTest, ZeroStageOutOfRangeNamesFileAndKey) {
+  const std::string path = write_recipe("optimizer:\n  zero: 3\n");
+  EXPECT_NE(load_error(path).find(path + ":10: optimizer.zero: must be 0, 1 or 2, got 3"), std::string::npos)
+      << load_error(path);
+}
+
 TEST_F(RecipeTest, EnumValuesSuggestTheClosestChoice) {
   const std::string path = write_recipe("schedule:\n  decay: cosin\n");
   EXPECT_EQ(load_error(path),
