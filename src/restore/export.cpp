@@ -63,7 +63,9 @@ void write_merged_model(RestoredModel& restored, const std::string& output_dir, 
   }
   write_sharded_model(
       output_dir, plan,
-      [&](const PlannedTensor& p) { return merged.at(p.name).to(checkpoint::scalar_type_of(p.dtype)); },
+      [&](const PlannedTensor& p, const TensorSink& sink) {
+        sink(merged.at(p.name).to(checkpoint::scalar_type_of(p.dtype)));
+      },
       max_shard_bytes);
   write_file_atomic((fs::path(output_dir) / "config.json").string(), config_json(restored, layout));
   const std::string tokenizer = !restored.tokenizer.empty() ? restored.tokenizer : restored.base_dir;

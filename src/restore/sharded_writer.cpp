@@ -33,7 +33,7 @@ uint64_t planned_bytes(const PlannedTensor& t) {
 // One safetensors file in HF's byte layout (as checkpoint::save_safetensors writes it: names sorted, header
 // padded with spaces to 8 bytes, {"format": "pt"} metadata), its data streamed tensor by tensor.
 void write_shard(const std::string& path, std::vector<const PlannedTensor*> tensors,
-                 const std::function<at::Tensor(const PlannedTensor&)>& produce) {
+                 const TensorProducer& produce) {
   std::sort(tensors.begin(), tensors.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   header["__metadata__"] = {{"format", "pt"}};
@@ -53,13 +53,18 @@ void write_shard(const std::string& path, std::vector<const PlannedTensor*> tens
   out.write(len_bytes, 8);
   out.write(text.data(), text.size());
   for (const PlannedTensor* t : tensors) {
-    at::Tensor value = produce(*t);
-    L4_ASSERT(value.defined(), "no tensor produced for '{}'", t->name);
-    value = value.detach().to(at::kCPU).contiguous();
-    const std::string dtype = checkpoint::dtype_of(value.scalar_type());
-    L4_ASSERT(dtype == t->dtype && value.sizes().vec() == t->shape, "tensor '{}' is {} {}, planned {} {}",
-              t->name, dtype, c10::str(value.sizes()), t->dtype, c10::str(at::IntArrayRef(t->shape)));
-    out.write(value.data_ptr(), static_cast<size_t>(value.nbytes()));
+    uint64_t written = 0;
+    const uint64_t want = planned_bytes(*t);
+    produce(*t, [&](const at::Tensor& piece) {
+      const at::Tensor value = piece.detach().to(at::kCPU).contiguous();
+      const std::string dtype = checkpoint::dtype_of(value.scalar_type());
+      L4_ASSERT(dtype == t->dtype, "tensor '{}': a piece of dtype {}, planned {}", t->name, dtype, t->dtype);
+      const uint64_t n = static_cast<uint64_t>(value.nbytes());
+      L4_ASSERT(written + n <= want, "tensor '{}': more than its {} bytes produced", t->name, want);
+      out.write(value.data_ptr(), static_cast<size_t>(n));
+      written += n;
+    });
+    L4_ASSERT(written == want, "tensor '{}': {} of its {} bytes produced", t->name, written, want);
   }
   out.commit();
 }
@@ -110,8 +115,7 @@ void check_output_outside(const std::string& output, const std::string& input, c
 }
 
 void write_sharded_model(const std::string& dir, const std::vector<PlannedTensor>& plan,
-                         const std::function<at::Tensor(const PlannedTensor&)>& produce,
-                         int64_t max_shard_bytes) {
+                         const TensorProducer& produce, int64_t max_shard_bytes) {
   L4_CHECK(max_shard_bytes > 0, "{}: max shard size must be positive, got {}", dir, max_shard_bytes);
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -25,6 +26,7 @@ using checkpoint::HfLayout;
 
 const std::string kPrefix = checkpoint::kPeftPrefix;
 const std::string kLoraA = "lora_A.weight", kLoraB = "lora_B.weight";
+constexpr int64_t kPieceBytes = 32LL << 20;
 
 // What replaces one base tensor.
 struct Change {
@@ -190,19 +192,50 @@ void merge_peft_streamed(const std::string& model_dir, const std::string& adapte
     const checkpoint::TensorEntry& e = base.entry(name);
     tensors.push_back({name, e.dtype, e.shape});
   }
-  auto produce = [&](const PlannedTensor& t) -> at::Tensor {
+  // Tensors go out in pieces of about kPieceBytes in float32 (row blocks of the tensor seen as a matrix
+  // [numel / last dim, last dim]), so memory does not grow with the largest tensor (a Scout expert tensor
+  // is ~2.7 GB in bf16).
+  auto produce = [&](const PlannedTensor& t, const TensorSink& sink) {
     const auto it = plan.changes.find(t.name);
-    if (it == plan.changes.end()) return base.load(t.name);  // the stored bytes, unchanged
-    const Change& change = it->second;
     const c10::ScalarType dtype = checkpoint::scalar_type_of(t.dtype);
-    if (change.kind == Change::kReplace) return file.load(change.a_key).to(dtype);
-    const at::Tensor w = base.load(t.name).to(at::kFloat);
+    if (it != plan.changes.end() && it->second.kind == Change::kReplace) {
+      sink(file.load(it->second.a_key).to(dtype));  // the adapter holds it whole already
+      return;
+    }
+    if (t.shape.size() < 2) {  // norms and scalars: small, never adapted
+      sink(base.load(t.name));
+      return;
+    }
+    const int64_t cols = t.shape.back(), rows = cols == 0 ? 0 : base.entry(t.name).numel() / cols;
+    const int64_t step = std::max<int64_t>(1, kPieceBytes / (4 * std::max<int64_t>(cols, 1)));
+    if (it == plan.changes.end()) {  // the stored bytes, unchanged
+      for (int64_t r0 = 0; r0 < rows; r0 += step)
+        sink(base.load_matrix_rows(t.name, r0, std::min(rows, r0 + step)));
+      return;
+    }
+    const Change& change = it->second;
     const at::Tensor a = file.load(change.a_key).to(at::kFloat), b = file.load(change.b_key).to(at::kFloat);
-    if (change.kind == Change::kLinearDelta) return w.add_(b.matmul(a), scale).to(dtype);
-    // PEFT's expert layout: A [E*r, out], B [in, r*E] (column j = rank j / E, expert j % E).
-    const int64_t e = w.size(0), r = options.rank;
-    const at::Tensor a3 = a.view({e, r, w.size(2)}), b3 = b.view({w.size(1), r, e}).permute({2, 0, 1});
-    return w.add_(at::bmm(b3, a3), scale).to(dtype);
+    // Rows [r0, r1) of the merged matrix: base rows in float32 plus b_rows @ a, cast back to the base dtype.
+    auto merge_rows = [&](int64_t r0, int64_t r1, const at::Tensor& b_rows, const at::Tensor& a_matrix) {
+      at::Tensor w = base.load_matrix_rows(t.name, r0, r1).to(at::kFloat);
+      sink(w.add_(b_rows.matmul(a_matrix), scale).to(dtype));
+    };
+    if (change.kind == Change::kLinearDelta) {  // W [out, in] = B [out, r] @ A [r, in]
+      for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int64_t r1 = std::min(rows, r0 + step);
+        merge_rows(r0, r1, b.slice(0, r0, r1), a);
+      }
+      return;
+    }
+    // Experts W [E, in, out]; PEFT's layout: A [E*r, out], B [in, r*E] (column j = rank j / E, expert j % E).
+    const int64_t experts = t.shape[0], in = t.shape[1], r = options.rank;
+    const at::Tensor a3 = a.view({experts, r, cols}), b3 = b.view({in, r, experts}).permute({2, 0, 1});
+    for (int64_t e = 0; e < experts; ++e) {
+      for (int64_t i0 = 0; i0 < in; i0 += step) {
+        const int64_t i1 = std::min(in, i0 + step);
+        merge_rows(e * in + i0, e * in + i1, b3[e].slice(0, i0, i1), a3[e]);
+      }
+    }
   };
   write_sharded_model(output_dir, tensors, produce, max_shard_bytes);
   write_file_atomic((fs::path(output_dir) / "config.json").string(),
