@@ -103,9 +103,16 @@ int64_t parse_shard_size(const std::string& text, const std::string& flag) {
 
 void check_output_outside(const std::string& output, const std::string& input, const std::string& what) {
   if (input.empty()) return;
+  // Symbolic links resolved where the path exists, "." / ".." and a trailing '/' removed.
+  auto resolved = [](const std::string& path) {
+    std::error_code ec;
+    fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+    if (ec) p = fs::absolute(path);
+    p = p.lexically_normal();
+    return p.has_filename() ? p : p.parent_path();
+  };
   std::error_code ec;
-  const fs::path out = fs::weakly_canonical(fs::absolute(output), ec);
-  const fs::path in = fs::weakly_canonical(fs::absolute(input), ec);
+  const fs::path out = resolved(output), in = resolved(input);
   fs::path in_dir = in;
   if (fs::is_regular_file(in, ec)) in_dir = in.parent_path();
   const auto [end, _] = std::mismatch(in_dir.begin(), in_dir.end(), out.begin(), out.end());
