@@ -47,9 +47,8 @@ class PlanBuilder {
     for (const auto& e : file_.entries())
       if (starts_with(e.name, kPrefix + "language_model."))
         adapter_layout_ = HfLayout::kConditionalGeneration;
-    for (const auto* list : {&adapter.config.target_parameters}) {
-      for (const auto& t : *list) expert_targets_.push_back(checkpoint::hf_to_canonical(t, adapter_layout_));
-    }
+    for (const auto& t : adapter.config.target_parameters)
+      expert_targets_.push_back(checkpoint::hf_to_canonical(t, adapter_layout_));
     for (const auto& e : file_.entries()) unused_.insert(e.name);
   }
 
