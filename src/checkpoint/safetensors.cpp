@@ -274,6 +274,19 @@ at::Tensor SafetensorsFile::load_rows(const std::string& name, int64_t row_begin
                   e.begin + row_bytes * static_cast<uint64_t>(row_end), shape);
 }
 
+at::Tensor SafetensorsFile::load_matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end) const {
+  const TensorEntry& e = entry(name);
+  L4_CHECK(e.shape.size() >= 2, "{}: tensor '{}': load_matrix_rows needs at least two dimensions, it has {}",
+           path_, printable(name), e.shape.size());
+  const int64_t cols = e.shape.back(), rows = cols == 0 ? 0 : e.numel() / cols;
+  L4_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= rows,
+           "{}: tensor '{}': matrix rows [{}, {}) are outside [0, {}]", path_, printable(name), row_begin, row_end,
+           rows);
+  const uint64_t row_bytes = static_cast<uint64_t>(cols) * dtype_itemsize(e.dtype);
+  return copy_out(e, e.begin + row_bytes * static_cast<uint64_t>(row_begin),
+                  e.begin + row_bytes * static_cast<uint64_t>(row_end), {row_end - row_begin, cols});
+}
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, at::Tensor>> sorted;

@@ -63,6 +63,9 @@ class SafetensorsFile {
   at::Tensor load(const std::string& name) const;
   // Rows [row_begin, row_end) of dim 0, reading only those bytes of the file (expert rows under EP).
   at::Tensor load_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
+  // Rows [row_begin, row_end) of the tensor seen as a matrix [numel / last dim, last dim], reading only those
+  // bytes (a tensor processed in pieces smaller than its first dimension). Needs at least two dimensions.
+  at::Tensor load_matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
 
  private:
   SafetensorsFile() = default;

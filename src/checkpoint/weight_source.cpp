@@ -105,6 +105,10 @@ at::Tensor WeightSource::load_rows(const std::string& name, int64_t row_begin, i
   return file_holding(name).load_rows(name, row_begin, row_end);
 }
 
+at::Tensor WeightSource::load_matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end) const {
+  return file_holding(name).load_matrix_rows(name, row_begin, row_end);
+}
+
 void save_hf_weights(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                      int64_t max_shard_bytes) {
   L4_CHECK(max_shard_bytes > 0, "{}: max shard size must be positive, got {}", dir, max_shard_bytes);

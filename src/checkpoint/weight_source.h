@@ -33,6 +33,7 @@ class WeightSource {
   const std::string& file_of(const std::string& name) const;
   at::Tensor load(const std::string& name) const;
   at::Tensor load_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
+  at::Tensor load_matrix_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:

@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "restore/export.h"
 #include "restore/restore.h"
+#include "restore/sharded_writer.h"
 
 namespace l4::cli {
 namespace {
@@ -11,11 +12,13 @@ namespace {
 int run_export(const ParsedArgs& args) {
   const std::string ckpt_path = args.require("checkpoint", "export");
   const std::string output = args.require("output", "export");
+  const int64_t max_shard =
+      restore::parse_shard_size(args.get("max-shard-size", "5GB"), "export --max-shard-size");
   restore::RestoredModel restored = restore::from_checkpoint(ckpt_path);
   if (args.has("peft")) {
     restore::write_adapter(restored, output);
   } else {
-    restore::write_merged_model(restored, output);
+    restore::write_merged_model(restored, output, max_shard);
   }
   return 0;
 }
@@ -23,14 +26,16 @@ int run_export(const ParsedArgs& args) {
 }  // namespace
 
 Command make_export_command() {
-  return {{"export",
-           "training checkpoint -> HF model or PEFT adapter",
-           "--checkpoint DIR --output DIR [--peft]",
-           {{"checkpoint", "DIR", "step_N checkpoint directory (or a run's checkpoint dir: its newest)"},
-            {"output", "DIR", "output directory"},
-            {"peft", "", "write a PEFT adapter instead of a full (merged) model"}},
-           /*accepts_overrides=*/false},
-          run_export};
+  return {
+      {"export",
+       "training checkpoint -> HF model or PEFT adapter",
+       "--checkpoint DIR --output DIR [--peft] [--max-shard-size SIZE]",
+       {{"checkpoint", "DIR", "step_N checkpoint directory (or a run's checkpoint dir: its newest)"},
+        {"output", "DIR", "output directory"},
+        {"peft", "", "write a PEFT adapter instead of a full (merged) model"},
+        {"max-shard-size", "SIZE", "largest weights file of a merged model: 5GB (default), 500MB, bytes"}},
+       /*accepts_overrides=*/false},
+      run_export};
 }
 
 }  // namespace l4::cli

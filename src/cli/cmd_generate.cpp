@@ -4,6 +4,8 @@
 // would resume from, the way `llama4 eval` sees it.
 #include <unistd.h>
 
+#include <torch/cuda.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "config/recipe.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "generate/generator.h"
 #include "generate/image_prompt.h"
 #include "generate/text_stream.h"
@@ -22,13 +25,40 @@
 namespace l4::cli {
 namespace {
 
+// --device cpu | cuda | cuda:N; l4::Error naming the flag for another value or a build without CUDA.
+at::Device device_from_args(const ParsedArgs& args) {
+  const std::string name = args.get("device", "cpu");
+  if (name == "cpu") return at::kCPU;
+  int64_t index = 0;
+  const bool cuda = name == "cuda" || (starts_with(name, "cuda:") && name.size() > 5 &&
+                                       name.find_first_not_of("0123456789", 5) == std::string::npos);
+  L4_CHECK(cuda, "generate --device: expected cpu, cuda or cuda:N, got '{}'", name);
+  if (name.size() > 5) index = std::stoll(name.substr(5));
+  L4_CHECK(torch::cuda::is_available(),
+           "generate --device {}: this build of llama4 (its LibTorch) has no CUDA device available; use "
+           "--device cpu",
+           name);
+  L4_CHECK(index < static_cast<int64_t>(torch::cuda::device_count()),
+           "generate --device {}: only {} CUDA device(s) are visible", name, torch::cuda::device_count());
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+// --dtype float32 | bfloat16: the storage of the model's parameters.
+at::ScalarType dtype_from_args(const ParsedArgs& args) {
+  const std::string name = args.get("dtype", "float32");
+  L4_CHECK(name == "float32" || name == "bfloat16",
+           "generate --dtype: expected float32 or bfloat16, got '{}'", name);
+  return name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+}
+
 restore::RestoredModel from_model_dir(const ParsedArgs& args, bool images) {
   const std::string dir = args.require("model", "generate");
   L4_CHECK(!images || config::load_model_arch(dir).vision_config.has_value(),
            "generate --image: {} is a text-only model (its config.json has no vision_config); images need "
            "a multimodal (Llama4ForConditionalGeneration) model directory",
            dir);
-  restore::RestoredModel out = restore::from_hf_dir(dir, args.get("adapter", ""), at::kCPU, images);
+  restore::RestoredModel out = restore::from_hf_dir(dir, args.get("adapter", ""), device_from_args(args),
+                                                    images, dtype_from_args(args));
   out.tokenizer = args.get("tokenizer", dir);
   return out;
 }
@@ -37,10 +67,13 @@ restore::RestoredModel from_model_dir(const ParsedArgs& args, bool images) {
 restore::RestoredModel from_recipe(const ParsedArgs& args, bool images) {
   std::vector<std::string> overrides = args.positionals();
   if (args.has("checkpoint")) overrides.push_back("checkpoint.resume=" + args.get("checkpoint"));
+  if (args.has("dtype")) overrides.push_back("model.dtype=" + args.get("dtype"));
+  const at::Device device = device_from_args(args);
+  dtype_from_args(args);  // validates --dtype before the recipe sees it
   const config::Recipe recipe = config::load_recipe(args.require("config", "generate"), overrides);
   L4_CHECK(!images || recipe.arch.vision_config.has_value(),
            "generate --image: the architecture of {} has no vision_config (no vision tower)", recipe.source);
-  restore::RestoredModel out = restore::from_recipe(recipe, restore::resume_path(recipe.checkpoint));
+  restore::RestoredModel out = restore::from_recipe(recipe, restore::resume_path(recipe.checkpoint), device);
   if (out.checkpoint.empty()) L4_LOG_INFO("generate: initial weights of {} (no checkpoint)", recipe.source);
   out.tokenizer = args.get("tokenizer", recipe.tokenizer.path);
   return out;
@@ -157,7 +190,8 @@ Command make_generate_command() {
        "chat generation with a KV cache (text, or text with images)",
        "(--model DIR [--adapter DIR] | --config RECIPE.yaml [--checkpoint DIR] [key.path=value ...]) "
        "(--prompt TEXT | --interactive) [--system TEXT] [--image FILE ...] [--max-new-tokens N] "
-       "[--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT ...] [--ids]",
+       "[--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT ...] [--ids] "
+       "[--device cpu|cuda[:N]] [--dtype float32|bfloat16]",
        {{"model", "DIR", "HF model directory (multimodal, i.e. with a vision_config, for --image)"},
         {"adapter", "DIR", "PEFT adapter directory (with --model)"},
         {"config", "FILE",
@@ -180,7 +214,9 @@ Command make_generate_command() {
         {"top-p", "P", "nucleus sampling: the most likely tokens holding mass P (default 1: off)"},
         {"seed", "S", "sampling seed (default 0)"},
         {"stop", "TEXT", "end the answer before this text (repeatable); <|eot|> and eos always end it", true},
-        {"ids", "", "print the generated token ids instead of the text"}},
+        {"ids", "", "print the generated token ids instead of the text"},
+        {"device", "DEV", "cpu (default), cuda or cuda:N: the model is built and run there"},
+        {"dtype", "TYPE", "float32 (default) or bfloat16: storage of the model's parameters"}},
        /*accepts_overrides=*/true},
       run_generate};
 }

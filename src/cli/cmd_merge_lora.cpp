@@ -1,7 +1,8 @@
-// llama4 merge-lora: fold a PEFT LoRA adapter into its base model and write an HF model directory.
+// llama4 merge-lora: fold a PEFT LoRA adapter into its base model and write an HF model directory, tensor by
+// tensor (restore/streaming_merge.h): the base is never held in memory whole.
 #include "cli/commands.h"
-#include "restore/export.h"
-#include "restore/restore.h"
+#include "restore/sharded_writer.h"
+#include "restore/streaming_merge.h"
 
 namespace l4::cli {
 namespace {
@@ -10,8 +11,9 @@ int run_merge_lora(const ParsedArgs& args) {
   const std::string model_dir = args.require("model", "merge-lora");
   const std::string adapter = args.require("adapter", "merge-lora");
   const std::string output = args.require("output", "merge-lora");
-  restore::RestoredModel restored = restore::from_hf_dir(model_dir, adapter);
-  restore::write_merged_model(restored, output);
+  const int64_t max_shard =
+      restore::parse_shard_size(args.get("max-shard-size", "5GB"), "merge-lora --max-shard-size");
+  restore::merge_peft_streamed(model_dir, adapter, output, max_shard);
   return 0;
 }
 
@@ -20,10 +22,11 @@ int run_merge_lora(const ParsedArgs& args) {
 Command make_merge_lora_command() {
   return {{"merge-lora",
            "merge a LoRA adapter into the base weights",
-           "--model DIR --adapter DIR --output DIR",
+           "--model DIR --adapter DIR --output DIR [--max-shard-size SIZE]",
            {{"model", "DIR", "HF model directory"},
             {"adapter", "DIR", "PEFT adapter directory"},
-            {"output", "DIR", "merged HF model directory (config.json, safetensors, tokenizer files)"}},
+            {"output", "DIR", "merged HF model directory (config.json, safetensors, tokenizer files)"},
+            {"max-shard-size", "SIZE", "largest weights file: 5GB (default), 500MB, bytes"}},
            /*accepts_overrides=*/false},
           run_merge_lora};
 }

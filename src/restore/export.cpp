@@ -1,14 +1,19 @@
 #include "restore/export.h"
 
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "checkpoint/hf_model_dir.h"
 #include "checkpoint/name_mapping.h"
+#include "checkpoint/weight_source.h"
 #include "config/hf_config_json.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/log.h"
 #include "lora/lora_modules.h"
 #include "lora/peft_adapter.h"
+#include "restore/sharded_writer.h"
 
 namespace l4::restore {
 namespace {
@@ -27,17 +32,45 @@ std::string config_json(const RestoredModel& restored, checkpoint::HfLayout layo
                                        /*text_only=*/layout == checkpoint::HfLayout::kCausalLM);
 }
 
+// The base's weights when the run started from an HF directory (seeded runs have none).
+std::optional<checkpoint::WeightSource> base_weights(const std::string& base_dir) {
+  if (base_dir.empty() || !fs::exists(base_dir)) return std::nullopt;
+  return checkpoint::WeightSource::open_dir(base_dir);
+}
+
 }  // namespace
 
-void write_merged_model(RestoredModel& restored, const std::string& output_dir) {
+void write_merged_model(RestoredModel& restored, const std::string& output_dir, int64_t max_shard_bytes) {
+  check_output_outside(output_dir, restored.base_dir, "the base model directory");
+  check_output_outside(output_dir, restored.checkpoint, "the checkpoint directory");
   model::Llama4Impl& model = *restored.model;
   const checkpoint::HfLayout layout =
       model.has_vision() ? checkpoint::HfLayout::kConditionalGeneration : checkpoint::HfLayout::kCausalLM;
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (auto& [name, t] : lora::merged_state(model))
-    tensors.emplace_back(checkpoint::canonical_to_hf(name, layout), t);
-  checkpoint::write_hf_model_dir(output_dir, config_json(restored, layout), tensors,
-                                 !restored.tokenizer.empty() ? restored.tokenizer : restored.base_dir);
+  const std::optional<checkpoint::WeightSource> base = base_weights(restored.base_dir);
+  const checkpoint::HfLayout base_layout =
+      base ? checkpoint::detect_layout(base->names(), base->dir()) : layout;
+  std::vector<PlannedTensor> plan;
+  std::map<std::string, at::Tensor> merged;
+  for (auto& [name, t] : lora::merged_state(model)) {
+    // The base's dtype for every tensor it has (the run may hold frozen weights in float32 to merge
+    // exactly); the model's own for tensors the base lacks.
+    const std::string base_name = checkpoint::canonical_to_hf(name, base_layout);
+    const std::string dtype = base && base->contains(base_name) ? base->entry(base_name).dtype
+                                                                : checkpoint::dtype_of(t.scalar_type());
+    const std::string hf_name = checkpoint::canonical_to_hf(name, layout);
+    plan.push_back({hf_name, dtype, t.sizes().vec()});
+    merged[hf_name] = t;
+  }
+  write_sharded_model(
+      output_dir, plan,
+      [&](const PlannedTensor& p, const TensorSink& sink) {
+        sink(merged.at(p.name).to(checkpoint::scalar_type_of(p.dtype)));
+      },
+      max_shard_bytes);
+  write_file_atomic((fs::path(output_dir) / "config.json").string(), config_json(restored, layout));
+  const std::string tokenizer = !restored.tokenizer.empty() ? restored.tokenizer : restored.base_dir;
+  if (!tokenizer.empty()) checkpoint::copy_tokenizer_files(tokenizer, output_dir);
+  L4_LOG_INFO("wrote model ({} tensors) to {}", plan.size(), output_dir);
 }
 
 void write_adapter(RestoredModel& restored, const std::string& output_dir) {

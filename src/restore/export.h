@@ -4,15 +4,21 @@
 // the model holds goes out: nothing the run trained is dropped.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "restore/restore.h"
+#include "restore/sharded_writer.h"
 
 namespace l4::restore {
 
 // config.json comes from the base directory when its layout is the model's, else from the architecture;
-// tokenizer files from `restored.tokenizer` (or the base directory).
-void write_merged_model(RestoredModel& restored, const std::string& output_dir);
+// tokenizer files from `restored.tokenizer` (or the base directory). Each tensor the base has keeps the
+// base's dtype (a bf16 base gives bf16 files); weights go in HF shards of at most max_shard_bytes
+// (model.safetensors when they fit in one). l4::Error when output_dir is the base or checkpoint directory
+// or inside one.
+void write_merged_model(RestoredModel& restored, const std::string& output_dir,
+                        int64_t max_shard_bytes = kDefaultMaxShardBytes);
 
 // l4::Error when the model carries no LoRA.
 void write_adapter(RestoredModel& restored, const std::string& output_dir);

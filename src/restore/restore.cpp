@@ -105,12 +105,13 @@ void load_trained(const checkpoint::Checkpoint& ckpt, model::Llama4Impl& model) 
   ModelState(model).load_state(checkpoint::StateReader(ckpt, 0, 1));
 }
 
-RestoredModel from_recipe(const config::Recipe& recipe, const std::string& checkpoint_path) {
+RestoredModel from_recipe(const config::Recipe& recipe, const std::string& checkpoint_path,
+                          const at::Device& device) {
   parallel::SelfCommunicator self;
   const parallel::ProcessGrid grid(self, 1, recipe.arch.text_config.num_local_experts);
   RestoredModel out;
   out.arch = recipe.arch;
-  model::ModelOptions options = model_options(recipe, grid);
+  model::ModelOptions options = model_options(recipe, grid, device);
   options.expert_group = nullptr;  // every expert on this process, dropless
   out.model = model::build(recipe.arch, options);
   if (recipe.lora.rank > 0) out.lora = lora::options_from_recipe(recipe.lora, recipe.source);
@@ -140,10 +141,11 @@ RestoredModel from_checkpoint(const std::string& path) {
 }
 
 RestoredModel from_hf_dir(const std::string& dir, const std::string& adapter_dir, const at::Device& device,
-                          bool vision) {
+                          bool vision, at::ScalarType dtype) {
   RestoredModel out;
   model::ModelOptions options;
   options.device = device;
+  options.dtype = dtype;
   options.vision = vision;
   out.model = model::load_pretrained(dir, options);
   out.arch = out.model->arch();

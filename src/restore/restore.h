@@ -58,16 +58,19 @@ class ModelState final : public checkpoint::Stateful {
 // ModelState(model).load_state on one process.
 void load_trained(const checkpoint::Checkpoint& ckpt, model::Llama4Impl& model);
 
-// The recipe's model on one process with every expert, and the trained tensors of the checkpoint at
-// `checkpoint_path` (none when empty).
-RestoredModel from_recipe(const config::Recipe& recipe, const std::string& checkpoint_path);
+// The recipe's model on one process with every expert, on `device`, and the trained tensors of the
+// checkpoint at `checkpoint_path` (none when empty).
+RestoredModel from_recipe(const config::Recipe& recipe, const std::string& checkpoint_path,
+                          const at::Device& device = at::kCPU);
 
 // The run of a checkpoint (its config snapshot is the recipe), with its trained tensors, on one process.
 RestoredModel from_checkpoint(const std::string& path);
 
 // An HF model directory, with a PEFT adapter applied when `adapter_dir` is given. `vision` false leaves a
-// multimodal directory's tower and projector out (text-only use).
+// multimodal directory's tower and projector out (text-only use). The model is built on `device` with
+// parameters stored in `dtype`.
 RestoredModel from_hf_dir(const std::string& dir, const std::string& adapter_dir = "",
-                          const at::Device& device = at::kCPU, bool vision = true);
+                          const at::Device& device = at::kCPU, bool vision = true,
+                          at::ScalarType dtype = at::kFloat);
 
 }  // namespace l4::restore

@@ -3,7 +3,9 @@
     adapter equals that of an uninterrupted run (bitwise), and checkpoints hold only LoRA tensors and their
     optimizer state, never a base weight;
   * `llama4 export --peft` loads in peft==0.21.0, `llama4 export` (merged) in transformers, with equal logits;
-  * `llama4 generate` (greedy) answers the same with --adapter as from the merged model."""
+  * `llama4 generate` (greedy) answers the same with --adapter as from the merged model;
+  * on a sharded bf16 base, `llama4 export` writes bf16 HF shards with an index, untouched tensors bytewise,
+    the others PEFT's fp32 merge rounded to bf16, and refuses an output inside the base directory."""
 import json
 import os
 import shutil
@@ -147,6 +149,57 @@ def main():
         g3 = run("generate", "--model", merged, "--prompt", "x", "--image", "a.png", cwd=tmp)
         check(g3.returncode == 1 and merged in g3.stderr and "vision_config" in g3.stderr,
               "generate --image on a text-only model: exit 1 naming the model directory")
+
+        # A bf16 base in shards: the merged export keeps bf16, is sharded as transformers does, leaves
+        # untouched tensors byte for byte and holds PEFT's fp32 merge rounded to bf16.
+        bf16_base = os.path.join(tmp, "base_bf16")
+        Llama4ForCausalLM.from_pretrained(os.path.join(tmp, "base")).to(torch.bfloat16).save_pretrained(
+            bf16_base, max_shard_size="200KB")
+        r = run("train", "--config", recipe(tmp, "bf16shards", data), f"model.hf_dir={bf16_base}",
+                "train.steps=2", cwd=tmp)
+        check(r.returncode == 0, "LoRA run on a sharded bf16 base")
+        bf16_adapter, bf16_merged = os.path.join(tmp, "bf16_adapter"), os.path.join(tmp, "bf16_merged")
+        check(run("export", "--checkpoint", latest(tmp, "bf16shards"), "--output", bf16_adapter, "--peft",
+                  cwd=tmp).returncode == 0, "export --peft (bf16 base)")
+        r = run("export", "--checkpoint", latest(tmp, "bf16shards"), "--output", bf16_merged,
+                "--max-shard-size", "500KB", cwd=tmp)
+        check(r.returncode == 0, "export merged model of a bf16 base")
+        r = run("export", "--checkpoint", latest(tmp, "bf16shards"), "--output", os.path.join(bf16_base, "out"),
+                cwd=tmp)
+        check(r.returncode == 1 and bf16_base in r.stderr and "inside" in r.stderr,
+              "export into the base directory is refused, naming it")
+        from safetensors.torch import load_file
+
+        def tensors_of(directory):
+            out = {}
+            for f in sorted(os.listdir(directory)):
+                if f.endswith(".safetensors"):
+                    out.update({k: (v, f) for k, v in load_file(os.path.join(directory, f)).items()})
+            return out
+
+        ours, base_t = tensors_of(bf16_merged), tensors_of(bf16_base)
+        index = json.load(open(os.path.join(bf16_merged, "model.safetensors.index.json")))
+        check(len({f for _, f in ours.values()}) > 1 and index["weight_map"] == {k: f for k, (_, f) in ours.items()}
+              and index["metadata"]["total_size"] == sum(t.numel() * 2 for t, _ in ours.values()),
+              "bf16 export: several shards, an index naming each tensor's shard and the total size")
+        check(set(ours) == set(base_t) and all(t.dtype == torch.bfloat16 for t, _ in ours.values()),
+              "bf16 export: the base's tensors, every one bf16")
+        reference = PeftModel.from_pretrained(Llama4ForCausalLM.from_pretrained(bf16_base, dtype=torch.float32),
+                                              bf16_adapter).merge_and_unload().state_dict()
+        moved = max((reference[k] - base_t[k][0].float()).abs().max().item() for k in ours)
+        worst = 0.0
+        for k, (t, _) in ours.items():
+            ref = reference[k]
+            if torch.equal(ref, base_t[k][0].float()):
+                check(torch.equal(t, base_t[k][0]), f"bf16 export: untouched {k} is bytewise the base's")
+            # One bf16 rounding of the fp32 merge (2**-8 relative), with room for the fp32 order of operations.
+            excess = ((t.float() - ref).abs() - ref.abs() * 2 ** -8 - 1e-7).max().item()
+            worst = max(worst, excess)
+        print(f"bf16 export: LoRA moves weights by up to {moved:.3e}; worst excess over bf16 rounding {worst:.3e}")
+        check(moved > 1e-2 and worst <= 0, "bf16 export: merged weights are PEFT's fp32 merge rounded to bf16")
+        g4 = run("generate", "--model", bf16_merged, "--tokenizer", TOKENIZER_DIR, "--prompt", "Where do rivers flow?",
+                 "--max-tokens", "4", "--dtype", "bfloat16", cwd=tmp)
+        check(g4.returncode == 0, "generate --dtype bfloat16 on the bf16 export")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("FAILED:\n  " + "\n  ".join(failures) if failures else "all ok")

@@ -76,5 +76,23 @@ for name, total, text, active in [("scout", 108.6e9, 107.8e9, 17.2e9), ("maveric
 r = run("info", "--config", "configs/tiny.yaml")
 check(r.returncode == 0 and "NoPE (global)" in r.stdout and "MoE" in r.stdout, "info prints per-layer kinds", r)
 
+# generate --device / --dtype are checked before the model is read; cuda on a build without CUDA is refused
+# naming the flag.
+r = run("generate", "--model", "no-such-dir", "--prompt", "hi", "--device", "gpu")
+check(r.returncode == 1 and "generate --device: expected cpu, cuda or cuda:N, got 'gpu'" in r.stderr,
+      "generate --device names the accepted devices", r)
+r = run("generate", "--model", "no-such-dir", "--prompt", "hi", "--dtype", "fp16")
+check(r.returncode == 1 and "generate --dtype: expected float32 or bfloat16" in r.stderr,
+      "generate --dtype names the accepted dtypes", r)
+import torch  # noqa: E402  (the LibTorch llama4 links is the venv's)
+
+if not torch.cuda.is_available():
+    r = run("generate", "--model", "no-such-dir", "--prompt", "hi", "--device", "cuda:0")
+    check(r.returncode == 1 and "generate --device cuda:0" in r.stderr and "no CUDA" in r.stderr,
+          "generate --device cuda on a build without CUDA is refused", r)
+r = run("merge-lora", "--model", "m", "--adapter", "a", "--output", "o", "--max-shard-size", "big")
+check(r.returncode == 1 and "merge-lora --max-shard-size: 'big' is not a size" in r.stderr,
+      "merge-lora --max-shard-size must be a size", r)
+
 print(f"{len(failures)} failed" if failures else "all CLI checks passed")
 sys.exit(1 if failures else 0)

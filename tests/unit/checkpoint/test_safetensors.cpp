@@ -95,6 +95,19 @@ TEST(SafetensorsTest, SaveRejectsDuplicateAndBadNames) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 0);
 }
 
+TEST(SafetensorsTest, LoadMatrixRowsReadsRowsOfTheFlattenedMatrix) {
+  TempDir dir;
+  const at::Tensor experts = at::randn({6, 3, 4}).to(at::kBFloat16);
+  save_safetensors(dir.file("a.safetensors"), {{"a", at::ones({5})}, {"experts", experts}});
+  auto file = SafetensorsFile::open(dir.file("a.safetensors"));
+  const at::Tensor matrix = experts.reshape({18, 4});
+  EXPECT_TRUE(same_tensor(file->load_matrix_rows("experts", 4, 11), matrix.slice(0, 4, 11)));
+  EXPECT_TRUE(same_tensor(file->load_matrix_rows("experts", 0, 18), matrix));
+  EXPECT_EQ(file->load_matrix_rows("experts", 7, 7).sizes(), (at::IntArrayRef{0, 4}));
+  EXPECT_TRUE(throws_error_with([&] { file->load_matrix_rows("experts", 10, 19); }, {"experts", "[10, 19)"}));
+  EXPECT_TRUE(throws_error_with([&] { file->load_matrix_rows("a", 0, 1); }, {"'a'", "two dimensions"}));
+}
+
 TEST(SafetensorsTest, LoadRowsReturnsTheRequestedRows) {
   TempDir dir;
   const at::Tensor experts = at::randn({6, 3, 4}).to(at::kBFloat16);
