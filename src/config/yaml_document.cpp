@@ -175,7 +175,7 @@ class YamlReader final : public FieldVisitor {
     read_vector(key, value, "integers", [](const std::string& s, int64_t* v) { return parse_int(s, v); });
   }
   void field(const char* key, std::vector<double>& value) override {
-    read_vector(key, value, lenient_ ? "numbers" : "finite numbers",
+    read_vector(key, value, "numbers",
                 [this](const std::string& s, double* v) { return parse_number(s, lenient_, v); });
   }
   void field(const char* key, std::vector<std::string>& value) override {

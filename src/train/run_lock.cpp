@@ -9,6 +9,8 @@
 #include <climits>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "core/error.h"
@@ -42,6 +44,16 @@ bool create_exclusive(const std::string& path, const std::string& content) {
   return true;
 }
 
+// A killed run's rank can linger as a zombie (its parent, mpirun, killed too): that is not a live holder.
+bool process_runs(long pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');  // "pid (comm) S ...": the state follows the command name
+  return paren == std::string::npos || paren + 2 >= text.size() ||
+         (text[paren + 2] != 'Z' && text[paren + 2] != 'X');
+}
+
 }  // namespace
 
 std::string lock_holder_text() {
@@ -64,7 +76,7 @@ void RunLocks::acquire(const std::string& dir) {
     std::istringstream(file_exists(path) ? read_file(path) : "") >> host >> pid;
     if (host.empty() && pid == 0) continue;  // removed (or being written) meanwhile: try again
     const bool same_host = host == host_name();
-    const bool alive = !same_host || pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+    const bool alive = !same_host || pid <= 0 || process_runs(pid);
     L4_CHECK(
         !alive,
         "{}: the directory is in use by another training run (pid {} on host {}, lock file {}); wait for it "

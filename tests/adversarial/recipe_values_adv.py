@@ -24,7 +24,7 @@ refused("inf.yaml", base.replace("lr: 1.0e-3", "lr: .inf"),
 refused("nan.yaml", base.replace("lr: 1.0e-3", "lr: nan"),
         ["{path}:4: optimizer.lr: expected a finite number, got 'nan'"], "optimizer.lr: nan")
 refused("betas_inf.yaml", base.replace("lr: 1.0e-3", "lr: 1.0e-3, betas: [0.9, inf]"),
-        ["optimizer.betas", "finite numbers"], "an infinite value inside a list")
+        ["optimizer.betas: expected a list of numbers, got 'inf' in it"], "an infinite value inside a list")
 refused("prefetch.yaml", base.replace("seq_len: 64", "seq_len: 64, prefetch: 0"),
         ["{path}:3: data.prefetch: must be >= 1, got 0"], "data.prefetch: 0")
 refused("seq_len.yaml", base.replace("seq_len: 64", "seq_len: 8192"),
