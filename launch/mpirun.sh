@@ -10,8 +10,9 @@
 # nodes each rank trains on the GPU of its local rank (OMPI_COMM_WORLD_LOCAL_RANK), every GPU stays visible
 # to every rank (NCCL's peer-to-peer paths need that). The NCCL_*, UCX_*, CUDA_*, L4_*, MKL_*, TORCH_*
 # variables of this shell reach every rank (OMPI_MCA_* ones configure mpirun itself).
-# `kill -USR1 <mpirun pid>` makes every rank finish its step, write a checkpoint and exit 0 (SIGTERM too,
-# after L4_STOP_GRACE_S seconds, default 60); `checkpoint.resume: auto` continues from it.
+# SIGTERM or SIGINT to this script (or SIGUSR1) makes every rank finish its step, write a checkpoint and
+# exit 0: the script passes them to mpirun as SIGUSR1, which Open MPI forwards at once (SIGTERM itself it
+# would follow with SIGKILL after L4_STOP_GRACE_S s); `checkpoint.resume: auto` continues from it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${L4_BINARY:-$ROOT/build/bin/llama4}
@@ -70,4 +71,16 @@ for name in $(compgen -e); do
     NCCL_* | UCX_* | CUDA_* | L4_* | MKL_* | TORCH_* | PYTORCH_*) args+=(-x "$name") ;;
   esac
 done
-exec mpirun "${args[@]}" "$BIN" "$@"
+# mpirun runs as a child, not exec'd: on SIGTERM Open MPI kills the ranks after its grace time, which can
+# cut a checkpoint short; SIGUSR1 it forwards at once and the ranks' handler checkpoints and exits 0.
+mpirun "${args[@]}" "$BIN" "$@" &
+mpirun_pid=$!
+forward_stop() { kill -USR1 "$mpirun_pid" 2>/dev/null || true; }
+trap forward_stop TERM INT USR1
+set +e
+while :; do
+  wait "$mpirun_pid"
+  rc=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # wait returns early (rc > 128) when a trapped signal arrives
+done
+exit "$rc"

@@ -10,18 +10,76 @@
 #include <thread>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "core/checksum.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/log.h"
+#include "core/strings.h"
 
 namespace fs = std::filesystem;
 
 namespace l4::checkpoint {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: trainer_state.json and manifest.json are under CRC32 too (manifest "trainer_state_crc32", and
+// manifest.crc32 beside it), so an edited step or config is damage like a flipped tensor bit.
+constexpr int kSchemaVersion = 2;
+constexpr const char* kManifestCrcFile = "manifest.crc32";
+
+std::string crc_hex(const std::string& bytes) { return fmt::format("{:08x}", crc32(bytes.data(), bytes.size())); }
+
+// Checkpoints that failed verification in this process (rank 0 scans them when resuming): rotation
+// treats them as damaged without re-reading their tensors.
+std::set<std::string>& known_damaged() {
+  static std::set<std::string> paths;
+  return paths;
+}
+
+// Manifest, trainer state and rank files are present, their sizes and metadata CRCs match: what can be
+// checked without reading the tensors (rotation uses it; open_checkpoint reads every tensor too).
+void verify_metadata(const std::string& path, nlohmann::json* manifest_out, nlohmann::json* state_out) {
+  const std::string manifest_path = (fs::path(path) / "manifest.json").string();
+  const std::string state_path = (fs::path(path) / "trainer_state.json").string();
+  const std::string crc_path = (fs::path(path) / kManifestCrcFile).string();
+  L4_CHECK(file_exists(manifest_path), "{}: missing (incomplete checkpoint)", manifest_path);
+  L4_CHECK(file_exists(state_path), "{}: missing (incomplete checkpoint)", state_path);
+  const std::string manifest_text = read_file(manifest_path);
+  const std::string state_text = read_file(state_path);
+  nlohmann::json manifest, state;
+  try {
+    manifest = nlohmann::json::parse(manifest_text);
+    state = nlohmann::json::parse(state_text);
+  } catch (const nlohmann::json::exception& e) {
+    L4_FAIL("{}: corrupt checkpoint metadata: {}", path, e.what());
+  }
+  const int version = manifest.is_object() ? manifest.value("schema_version", 0) : 0;
+  L4_CHECK(version == 1 || version == kSchemaVersion, "{}: unsupported schema version {}", manifest_path, version);
+  if (version >= 2) {
+    L4_CHECK(file_exists(crc_path), "{}: missing (the manifest's checksum)", crc_path);
+    std::string want = read_file(crc_path);
+    want.erase(want.find_last_not_of(" \n") + 1);
+    L4_CHECK(crc_hex(manifest_text) == want, "{}: fails its CRC32 check (file changed after saving: {} != {})",
+             manifest_path, crc_hex(manifest_text), want);
+    L4_CHECK(manifest.contains("trainer_state_crc32") &&
+                 manifest.at("trainer_state_crc32").get<std::string>() == crc_hex(state_text),
+             "{}: fails its CRC32 check (file changed after saving)", state_path);
+  }
+  for (const auto& [file, bytes] : manifest.at("files").items()) {
+    const std::string shard = (fs::path(path) / file).string();
+    L4_CHECK(file_exists(shard), "{}: rank file missing", shard);
+    L4_CHECK(fs::file_size(shard) == bytes.get<uint64_t>(), "{}: size {} differs from the {} bytes written (truncated?)",
+             shard, fs::file_size(shard), bytes.get<uint64_t>());
+  }
+  if (manifest_out) *manifest_out = std::move(manifest);
+  if (state_out) *state_out = std::move(state);
+}
+
+bool is_step_dir(const fs::directory_entry& entry) {
+  const std::string name = entry.path().filename().string();
+  return entry.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos;
+}
 
 struct DTypeInfo {
   const char* name;
@@ -138,21 +196,39 @@ at::Tensor read_piece(const std::string& path, const nlohmann::json& entry) {
   return t;
 }
 
-// Keeps the newest `keep_last` complete checkpoints; the one just written is always among them.
+// Keeps the newest `keep_last` good checkpoints, the one just written always among them. Damaged ones (failed
+// verification when resuming, or whose metadata does not verify now) never count as kept, and are removed
+// only once a good checkpoint of a later step exists: a fallback run must not lose its last good state to
+// make room for a checkpoint known to be unusable.
 void rotate(const std::string& dir, int64_t keep_last, const std::string& newest) {
   std::vector<std::string> steps;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos) {
-      steps.push_back(name);
-    }
+    if (is_step_dir(entry)) steps.push_back(entry.path().filename().string());
   }
-  std::sort(steps.begin(), steps.end());
-  const int64_t excess = static_cast<int64_t>(steps.size()) - keep_last;
-  for (int64_t i = 0; i < excess; ++i) {
-    if (steps[i] == newest) continue;
+  std::sort(steps.rbegin(), steps.rend());  // newest first
+  std::vector<std::string> good, damaged;
+  for (const std::string& name : steps) {
+    const std::string path = (fs::path(dir) / name).string();
+    bool ok = name == newest;
+    if (!ok && !known_damaged().count(path)) {
+      try {
+        verify_metadata(path, nullptr, nullptr);
+        ok = true;
+      } catch (const Error&) {
+      }
+    }
+    (ok ? good : damaged).push_back(name);
+  }
+  auto remove = [&](const std::string& name, const char* why) {
     std::error_code ec;
-    fs::remove_all(fs::path(dir) / steps[i], ec);
+    fs::remove_all(fs::path(dir) / name, ec);
+    if (!ec) L4_LOG_INFO("checkpoint rotation: removed {} ({})", (fs::path(dir) / name).string(), why);
+  };
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep_last, 1)); i < good.size(); ++i) {
+    if (good[i] != newest) remove(good[i], "older than the newest checkpoint.keep_last");
+  }
+  for (const std::string& name : damaged) {
+    if (name < good.front()) remove(name, "damaged, and a later good checkpoint exists");
   }
 }
 
@@ -208,11 +284,17 @@ std::string save_checkpoint(const SaveRequest& request, const SaveCollective& co
     if (const char* delay = std::getenv("L4_CHECKPOINT_TEST_DELAY_S")) {
       std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(delay)));
     }
-    write_file_atomic((fs::path(tmp_dir) / "trainer_state.json").string(), trainer_state.dump(1));
-    write_file_atomic((fs::path(tmp_dir) / "manifest.json").string(), manifest.dump(1));
+    const std::string state_text = trainer_state.dump(1);
+    manifest["trainer_state_crc32"] = crc_hex(state_text);
+    if (!request.identity.is_null()) manifest["identity"] = request.identity;
+    const std::string manifest_text = manifest.dump(1);
+    write_file_atomic((fs::path(tmp_dir) / "trainer_state.json").string(), state_text);
+    write_file_atomic((fs::path(tmp_dir) / "manifest.json").string(), manifest_text);
+    write_file_atomic((fs::path(tmp_dir) / kManifestCrcFile).string(), crc_hex(manifest_text) + "\n");
     fsync_path(tmp_dir);
     fs::remove_all(final_dir);  // re-saving a step (e.g. after a resume) replaces it
     fs::rename(tmp_dir, final_dir);
+    known_damaged().erase(final_dir);  // a damaged step re-saved is good now
     fsync_path(request.dir);
     write_file_atomic((fs::path(request.dir) / "latest").string(), step_dir_name(request.step) + "\n");
     rotate(request.dir, request.keep_last, step_dir_name(request.step));
@@ -272,23 +354,8 @@ at::Tensor Checkpoint::read(const std::string& name, int64_t row_begin, int64_t 
 Checkpoint open_checkpoint(const std::string& path) {
   Checkpoint ckpt;
   ckpt.path = path;
-  const std::string manifest_path = (fs::path(path) / "manifest.json").string();
-  L4_CHECK(file_exists(manifest_path), "{}: missing (incomplete checkpoint)", manifest_path);
-  try {
-    ckpt.manifest = nlohmann::json::parse(read_file(manifest_path));
-    ckpt.trainer_state = nlohmann::json::parse(read_file((fs::path(path) / "trainer_state.json").string()));
-  } catch (const nlohmann::json::exception& e) {
-    L4_FAIL("{}: corrupt checkpoint metadata: {}", path, e.what());
-  }
-  L4_CHECK(ckpt.manifest.value("schema_version", 0) == kSchemaVersion, "{}: unsupported schema version",
-           manifest_path);
+  verify_metadata(path, &ckpt.manifest, &ckpt.trainer_state);
   ckpt.step = ckpt.manifest.at("step").get<int64_t>();
-  for (const auto& [file, bytes] : ckpt.manifest.at("files").items()) {
-    const std::string shard = (fs::path(path) / file).string();
-    L4_CHECK(file_exists(shard), "{}: rank file missing", shard);
-    L4_CHECK(fs::file_size(shard) == bytes.get<uint64_t>(), "{}: size {} differs from the {} bytes written (truncated?)",
-             shard, fs::file_size(shard), bytes.get<uint64_t>());
-  }
   for (const auto& item : ckpt.manifest.at("tensors").items()) {
     for (const auto& piece : item.value().at("pieces")) {
       nlohmann::json entry = piece;
@@ -312,14 +379,23 @@ std::optional<Checkpoint> find_latest_valid(const std::string& dir) {
     steps.push_back(name);
   }
   std::sort(steps.rbegin(), steps.rend());
+  std::vector<std::string> rejected;
   for (const auto& name : steps) {
     const std::string path = (fs::path(dir) / name).string();
     try {
       return open_checkpoint(path);
     } catch (const Error& e) {
+      known_damaged().insert(path);
+      rejected.push_back(fmt::format("  {}: {}", path, e.what()));
       L4_LOG_WARN("skipping damaged checkpoint: {}", e.what());
     }
   }
+  // Starting over from step 1 beside checkpoints that exist would throw their training away (and rotation
+  // would then delete them): the user decides (repair, move them, or checkpoint.resume: none).
+  L4_CHECK(rejected.empty(),
+           "{}: every checkpoint is damaged, refusing to start over (set checkpoint.resume: none to train from "
+           "scratch, or name a step directory):\n{}",
+           dir, join(rejected, "\n"));
   return std::nullopt;
 }
 

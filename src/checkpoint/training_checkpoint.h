@@ -48,6 +48,7 @@ struct SaveRequest {
   nlohmann::json rank_state;        // this rank's own state (RNG), gathered into trainer_state.json
   nlohmann::json shared_state;      // rank 0's: loader position, scheduler, counters
   int64_t keep_last = 3;
+  nlohmann::json identity;  // what the run trains (base, adapters, data): compared on resume
 };
 
 // Collective: every rank calls it. Returns the final checkpoint directory.
@@ -72,7 +73,9 @@ struct Checkpoint {
 Checkpoint open_checkpoint(const std::string& path);
 
 // The newest checkpoint under `dir` that verifies; damaged ones (truncated or CRC-failing shards, missing
-// rank files, leftover .tmp directories) are skipped with a warning naming the file.
+// rank files, edited metadata, leftover .tmp directories) are skipped with a warning naming the file.
+// None when `dir` holds no complete checkpoint; l4::Error listing each one and why it was rejected when
+// checkpoints exist but none verifies.
 std::optional<Checkpoint> find_latest_valid(const std::string& dir);
 
 // "step_0000042"

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
@@ -246,6 +247,21 @@ int run_prepare(const ParsedArgs& args) {
     const long long n = args.get_int("text-doc-bytes", 2048);
     L4_CHECK(n >= 1, "--text-doc-bytes must be >= 1, got {}", n);
     opt.text_doc_bytes = static_cast<uint64_t>(n);
+  }
+
+  // The eval split written into the train directory would replace (or interleave with) the train shards.
+  if (!opt.eval_dir.empty()) {
+    auto resolved = [](const std::string& dir) {
+      std::string path = std::filesystem::weakly_canonical(dir).string();
+      while (path.size() > 1 && path.back() == '/') path.pop_back();  // "ds/" is "ds"
+      return path;
+    };
+    const bool same = resolved(opt.train_dir) == resolved(opt.eval_dir);
+    L4_CHECK(
+        !same,
+        "llama4 prepare: the train output '{}' and the eval output '{}' are the same directory; give the "
+        "eval split its own (data.train / data.eval, or --output / --eval-output)",
+        opt.train_dir, opt.eval_dir);
   }
 
   MpiPrepareComm comm;

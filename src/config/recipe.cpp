@@ -107,6 +107,10 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.require(r.data.eval_fraction >= 0 && r.data.eval_fraction < 1, "data.eval_fraction",
             fmt::format("must be in [0, 1), got {}", r.data.eval_fraction));
   c.require(r.data.prefetch >= 1, "data.prefetch", fmt::format("must be >= 1, got {}", r.data.prefetch));
+  const int64_t max_positions = r.arch.text_config.max_position_embeddings;
+  c.require(r.data.seq_len <= max_positions, "data.seq_len",
+            fmt::format("must be <= the model's max_position_embeddings={}, got {}", max_positions,
+                        r.data.seq_len));
 
   const int64_t ep = r.parallel.expert_parallel;
   c.require(ep >= 1, "parallel.expert_parallel", fmt::format("must be >= 1, got {}", ep));
@@ -170,6 +174,7 @@ void validate_recipe(const Recipe& r, const YamlDocument& doc, ConfigErrors& err
   c.require(r.checkpoint.keep_last >= 1, "checkpoint.keep_last",
             fmt::format("must be >= 1, got {}", r.checkpoint.keep_last));
   c.require(!r.checkpoint.resume.empty(), "checkpoint.resume", "expected auto, none or a checkpoint path");
+  c.one_of(r.checkpoint.resume_mode, {"strict", "weights_only"}, "checkpoint.resume_mode");
 
   c.positive(static_cast<double>(r.logging.every), "logging.every");
   c.non_negative(r.logging.peak_tflops, "logging.peak_tflops");

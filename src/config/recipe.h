@@ -203,12 +203,16 @@ struct CheckpointSection {
   int64_t every = 0;  // 0: only at the end and on signals
   int64_t keep_last = 3;
   std::string resume = "auto";  // auto | none | <path to step_N directory>
+  // strict: a checkpoint of another run (base model, LoRA, data) is refused; weights_only: its model tensors
+  // present in both start a new run (fresh optimizer, data position, step 0).
+  std::string resume_mode = "strict";
   template <class V>
   void visit(V& v) {
     v("dir", dir);
     v("every", every);
     v("keep_last", keep_last);
     v("resume", resume);
+    v("resume_mode", resume_mode);
   }
 };
 

@@ -101,6 +101,11 @@ bool parse_double(const std::string& text, double* out) {
   return true;
 }
 
+// Our own recipes never mean infinity or NaN ("lr: .inf" would train on garbage); foreign files may.
+bool parse_number(const std::string& text, bool lenient, double* out) {
+  return parse_double(text, out) && (lenient || std::isfinite(*out));
+}
+
 bool parse_bool(const std::string& text, bool lenient, bool* out) {
   static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "on"};
   static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "off"};
@@ -110,6 +115,28 @@ bool parse_bool(const std::string& text, bool lenient, bool* out) {
   // HF configs carry ints as flags (attn_temperature_tuning: 4 means on).
   if (lenient && parse_int(text, &number)) return *out = number != 0, true;
   return false;
+}
+
+// yaml-cpp keeps both entries of a repeated key and lookups see only the first, so a recipe that sets
+// `lr` twice would silently train with the value the user did not look at last: refuse it.
+void check_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path) {
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      check_duplicate_keys(node[i], origin, fmt::format("{}[{}]", path, i));
+    }
+    return;
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, int> first_line;
+  for (const auto& item : node) {
+    const std::string key = item.first.IsScalar() ? item.first.Scalar() : describe(item.first);
+    const std::string key_path = join_path(path, key);
+    const int line = item.first.Mark().line + 1;
+    const auto [it, inserted] = first_line.emplace(key, line);
+    L4_CHECK(inserted, "{}:{}: {}: duplicate key (first set at {}:{})", origin, line, key_path, origin,
+             it->second);
+    check_duplicate_keys(item.second, origin, key_path);
+  }
 }
 
 class YamlReader final : public FieldVisitor {
@@ -128,7 +155,8 @@ class YamlReader final : public FieldVisitor {
     read_scalar(key, "an integer", [&](const std::string& s) { return parse_int(s, &value); });
   }
   void field(const char* key, double& value) override {
-    read_scalar(key, "a number", [&](const std::string& s) { return parse_double(s, &value); });
+    read_scalar(key, lenient_ ? "a number" : "a finite number",
+                [&](const std::string& s) { return parse_number(s, lenient_, &value); });
   }
   void field(const char* key, std::string& value) override {
     YAML::Node node = child(key);
@@ -147,7 +175,8 @@ class YamlReader final : public FieldVisitor {
     read_vector(key, value, "integers", [](const std::string& s, int64_t* v) { return parse_int(s, v); });
   }
   void field(const char* key, std::vector<double>& value) override {
-    read_vector(key, value, "numbers", [](const std::string& s, double* v) { return parse_double(s, v); });
+    read_vector(key, value, "numbers",
+                [this](const std::string& s, double* v) { return parse_number(s, lenient_, v); });
   }
   void field(const char* key, std::vector<std::string>& value) override {
     read_vector(key, value, "strings", [](const std::string& s, std::string* v) { return *v = s, true; });
@@ -276,7 +305,7 @@ class YamlReader final : public FieldVisitor {
         if (ok) value = v;
       } else {
         double v = 0;
-        ok = parse_double(node.Scalar(), &v);
+        ok = parse_number(node.Scalar(), lenient_, &v);
         if (ok) value = v;
       }
     }
@@ -434,6 +463,7 @@ YamlDocument YamlDocument::parse(const std::string& text, const std::string& ori
     L4_FAIL("{}:{}:{}: malformed YAML: {}", origin, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   if (!impl->root || impl->root.IsNull()) impl->root = YAML::Node(YAML::NodeType::Map);
+  check_duplicate_keys(impl->root, origin, "");
   return YamlDocument(std::move(impl));
 }
 

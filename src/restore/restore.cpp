@@ -101,6 +101,25 @@ void ModelState::load_state(const checkpoint::StateReader& in) {
   }
 }
 
+std::vector<std::string> load_matching_weights(const checkpoint::StateReader& in, model::Llama4Impl& model) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> skipped;
+  for (const model::PlacedParam& p : model::trainable_parameters(model)) {
+    const int64_t rows = p.param.dim() > 0 ? p.param.size(0) : -1;
+    if (!in.has_tensor(p.name)) {
+      skipped.push_back(p.name);
+      continue;
+    }
+    const at::Tensor value = in.tensor(p.name, p.placement, rows);
+    if (value.sizes() != p.param.sizes()) {
+      skipped.push_back(p.name);
+      continue;
+    }
+    p.param.copy_(value);
+  }
+  return skipped;
+}
+
 void load_trained(const checkpoint::Checkpoint& ckpt, model::Llama4Impl& model) {
   ModelState(model).load_state(checkpoint::StateReader(ckpt, 0, 1));
 }

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "checkpoint/state.h"
 #include "checkpoint/training_checkpoint.h"
@@ -54,6 +55,10 @@ class ModelState final : public checkpoint::Stateful {
  private:
   model::Llama4Impl& model_;
 };
+
+// checkpoint.resume_mode: weights_only: copies the trainable tensors the checkpoint holds with the same shape
+// (this rank's rows of sharded ones); returns the names of those left as initialised (absent or reshaped).
+std::vector<std::string> load_matching_weights(const checkpoint::StateReader& in, model::Llama4Impl& model);
 
 // ModelState(model).load_state on one process.
 void load_trained(const checkpoint::Checkpoint& ckpt, model::Llama4Impl& model);

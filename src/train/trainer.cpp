@@ -37,6 +37,8 @@
 #include "train/metrics_log.h"
 #include "train/optimizer_setup.h"
 #include "train/rng_state.h"
+#include "train/run_identity.h"
+#include "train/run_lock.h"
 #include "train/signals.h"
 #include "train/training_state.h"
 #include "vision/image_preprocess.h"
@@ -143,6 +145,10 @@ class Trainer {
     for (const NamedParam& p : trainable_) sync.push_back({p.name, p.param, p.placement});
     grad_sync_ = std::make_unique<parallel::GradSync>(std::move(sync), grid_, sync_options);
     if (options.eval_only) return evaluate_and_print();
+    install_stop_signal_handlers();  // early: a signal during start-up stops at the first step with a
+                                     // checkpoint
+    take_run_locks();
+    identity_ = run_identity(recipe_);
     loader_ = std::make_unique<data::ShardedLoader>(
         data::loader_options_from_recipe(recipe_, /*eval=*/false, host_.rank(), host_.size()));
     if (host_.rank() == 0) {
@@ -154,7 +160,6 @@ class Trainer {
                                         device_.is_cpu() ? "cpu" : "cuda");
     }
     flops_per_token_ = training_flops_per_token(recipe_.arch, recipe_.data.seq_len);
-    install_stop_signal_handlers();
     resume();
     return loop();
   }
@@ -474,6 +479,7 @@ class Trainer {
                       {"expert_parallel", recipe_.parallel.expert_parallel},
                       {"arch", config::model_arch_to_yaml(recipe_.arch)}};
     request.config_yaml = config::recipe_to_yaml(recipe_);
+    request.identity = identity_;
     writer.fill(request);
     checkpoint::SaveCollective collective;
     collective.rank = host_.rank();
@@ -487,13 +493,55 @@ class Trainer {
     L4_LOG_INFO("checkpoint {} written", path);
   }
 
+  // Rank 0 takes the run and checkpoint directories; the other ranks wait for its verdict.
+  void take_run_locks() {
+    std::string refusal;
+    if (host_.rank() == 0) {
+      try {
+        run_locks_.acquire(recipe_.logging.run_dir);
+        run_locks_.acquire(recipe_.checkpoint.dir);
+      } catch (const Error& e) {
+        refusal = e.what();
+      }
+    }
+    refusal = broadcast_string(host_, refusal);
+    if (!refusal.empty()) throw Error(refusal);
+  }
+
   void resume() {
-    // Every rank resumes from the checkpoint rank 0 picks.
-    std::string path = host_.rank() == 0 ? restore::resume_path(recipe_.checkpoint) : "";
+    // Every rank resumes from the checkpoint rank 0 picks (training checks it belongs to this run).
+    std::string path, refusal;
+    bool weights_only = false;
+    if (host_.rank() == 0) {
+      try {
+        const ResumeChoice choice = loader_ ? choose_resume(recipe_, identity_)
+                                            : ResumeChoice{restore::resume_path(recipe_.checkpoint)};
+        path = choice.path;
+        weights_only = choice.weights_only;
+        if (weights_only) {
+          L4_LOG_WARN(
+              "checkpoint.resume_mode: weights_only: {} was saved by another run ({}); starting a NEW run "
+              "at step 0 from its model weights, with a fresh optimizer and data position",
+              path, join(choice.differences, "; "));
+        }
+      } catch (const Error& e) {
+        refusal = e.what();
+      }
+    }
+    refusal = broadcast_string(host_, refusal);
+    if (!refusal.empty()) throw Error(refusal);
     path = broadcast_string(host_, path);
     if (path.empty()) return;
+    weights_only = broadcast_string(host_, weights_only ? "1" : "") == "1";
     const checkpoint::Checkpoint ckpt = restore::open_checkpoint(path, &recipe_.arch);
     const checkpoint::StateReader reader(ckpt, host_.rank(), host_.size());
+    if (weights_only) {
+      const std::vector<std::string> skipped = restore::load_matching_weights(reader, *model_);
+      L4_LOG_WARN(
+          "weights_only: loaded the model tensors of {} present in both runs; {} left as initialised{}{}",
+          ckpt.path, skipped.size(), skipped.empty() ? "" : ": ", join(skipped, ", "));
+      return;
+    }
     for (checkpoint::Stateful* component : components()) component->load_state(reader);
     L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s))", ckpt.path, counters_.step,
                 ckpt.manifest.value("world_size", 0));
@@ -515,7 +563,9 @@ class Trainer {
   std::unique_ptr<LoaderComponent> loader_state_;
   RngState rng_;
   TrainingCounters counters_;
-  bool overlap_ = false;  // gradient all-reduce overlapped with backward
+  RunLocks run_locks_;       // released when the trainer ends, whichever way
+  nlohmann::json identity_;  // what this run trains: saved with every checkpoint, compared on resume
+  bool overlap_ = false;     // gradient all-reduce overlapped with backward
   double peak_flops_ = 0.0;
   double flops_per_token_ = 0.0;
 };

@@ -168,5 +168,63 @@ TEST_F(TrainingCheckpointTest, LeftoverTmpAndMissingRankFileAreSkipped) {
   EXPECT_FALSE(find_latest_valid(dir_.file("nothing_here")).has_value());
 }
 
+TEST_F(TrainingCheckpointTest, EditedTrainerStateOrManifestIsDamage) {
+  save_two_ranks(dir_.path(), 1, replicated_, experts_);
+  save_two_ranks(dir_.path(), 2, replicated_, experts_);
+  save_two_ranks(dir_.path(), 3, replicated_, experts_);
+  auto edit = [](const std::string& path, const std::string& from, const std::string& to) {
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << path;
+    text.replace(at, from.size(), to);
+    std::ofstream(path) << text;
+  };
+  edit(dir_.file("step_0000003/trainer_state.json"), "\"step\": 3", "\"step\": 7");
+  edit(dir_.file("step_0000002/manifest.json"), "\"step\": 2", "\"step\": 9");
+  for (const char* step : {"step_0000003", "step_0000002"}) {
+    try {
+      open_checkpoint(dir_.file(step));
+      FAIL() << step << ": edited metadata accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("fails its CRC32 check"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(find_latest_valid(dir_.path())->step, 1);
+}
+
+TEST_F(TrainingCheckpointTest, EveryCheckpointDamagedIsAnErrorListingEach) {
+  save_two_ranks(dir_.path(), 1, replicated_, experts_);
+  save_two_ranks(dir_.path(), 2, replicated_, experts_);
+  std::filesystem::remove(dir_.file("step_0000001/rank_00001.h5"));
+  std::filesystem::remove(dir_.file("step_0000002/trainer_state.json"));
+  try {
+    find_latest_valid(dir_.path());
+    FAIL() << "all-damaged checkpoint directory accepted";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("step_0000001/rank_00001.h5: rank file missing"), std::string::npos) << what;
+    EXPECT_NE(what.find("step_0000002/trainer_state.json: missing"), std::string::npos) << what;
+    EXPECT_NE(what.find("checkpoint.resume: none"), std::string::npos) << what;
+  }
+}
+
+TEST_F(TrainingCheckpointTest, RotationAfterAFallbackKeepsTheGoodAndTheNotYetSuperseded) {
+  // keep_last 2: steps 2 and 4 good, 6 damaged; a run falls back to 4 and saves 5.
+  for (int64_t step : {2, 4, 6}) save_two_ranks(dir_.path(), step, replicated_, experts_, /*keep_last=*/2);
+  std::filesystem::remove(dir_.file("step_0000006/rank_00000.h5"));
+  EXPECT_EQ(find_latest_valid(dir_.path())->step, 4);
+  save_two_ranks(dir_.path(), 5, replicated_, experts_, /*keep_last=*/2);
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("step_0000004")));  // the last good one before 5
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("step_0000005")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("step_0000006")));  // damaged, but nothing good is newer yet
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("step_0000002")));
+  save_two_ranks(dir_.path(), 7, replicated_, experts_, /*keep_last=*/2);
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("step_0000006")));  // superseded by good step 7
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("step_0000004")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.file("step_0000005")));
+  EXPECT_EQ(find_latest_valid(dir_.path())->step, 7);
+}
+
 }  // namespace
 }  // namespace l4::checkpoint
