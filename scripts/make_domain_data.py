@@ -5,9 +5,10 @@ Images (PNG, written by the small encoder below) show coloured shapes or simple 
 conversation asks one question about its image(s) and the assistant answers with a short exact
 answer. Text-only conversations ask domain questions about shapes, colours and counts.
 
-Split: a record goes to eval.jsonl when the hash of its JSON line (FNV-1a 64 + splitmix64 finaliser,
-the same function `llama4 prepare` uses) maps below EVAL_FRACTION, so preparing both files with
-data.eval_fraction = 0.1 reproduces exactly this split.
+Each record carries a "task" label (image_count, image_colour, ..., paint_mixing, number_words, ...), so
+`llama4 eval` reports loss and exact match per task. Split: a record goes to eval.jsonl when the hash of its
+messages as one JSON line (FNV-1a 64 + splitmix64 finaliser, the function `llama4 prepare` uses for
+data.eval_fraction) maps below EVAL_FRACTION; recipes hold eval.jsonl out whole with data.eval_sources.
 
     python3 scripts/make_domain_data.py [--out data/domain]
 """
@@ -109,8 +110,9 @@ def bar_chart(rng):
     return img, values
 
 
-def chat(user_parts, answer):
-    return {"messages": [{"role": "user", "content": user_parts}, {"role": "assistant", "content": answer}]}
+def chat(user_parts, answer, task):
+    return {"messages": [{"role": "user", "content": user_parts}, {"role": "assistant", "content": answer}],
+            "task": task}
 
 
 def image_records(rng, out_dir):
@@ -155,7 +157,7 @@ def image_records(rng, out_dir):
                 q, a = f"Is the {c1} {s} above or below the {c2} {s}?", "above" if y1 < y2 else "below"
         with open(os.path.join(out_dir, name), "wb") as f:
             f.write(png_bytes(img))
-        records.append(chat([{"type": "image", "path": name}, {"type": "text", "text": q}], a))
+        records.append(chat([{"type": "image", "path": name}, {"type": "text", "text": q}], a, f"image_{kind}"))
     for i in range(N_PAIR_RECORDS):
         shape = str(rng.choice(SHAPES))
         counts = [int(v) for v in rng.choice(np.arange(1, 6), size=2, replace=False)]
@@ -168,7 +170,7 @@ def image_records(rng, out_dir):
         q = f"Which image has more {shape}s, the first or the second?"
         a = "first" if counts[0] > counts[1] else "second"
         records.append(chat([{"type": "image", "path": names[0]}, {"type": "image", "path": names[1]},
-                             {"type": "text", "text": q}], a))
+                             {"type": "text", "text": q}], a, "image_compare"))
     return records
 
 
@@ -200,7 +202,8 @@ def text_records(rng):
         msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
         if i % 7 == 0:
             msgs.insert(0, {"role": "system", "content": "Answer with one word or number."})
-        records.append({"messages": msgs})
+        task = ["sides", "paint_mixing", "addition", "number_words", "text_chart"][kind]
+        records.append({"messages": msgs, "task": task})
     return records
 
 
@@ -217,7 +220,8 @@ def main():
     splits = {"train": [], "eval": []}
     for k in order:
         line = json.dumps(records[k], ensure_ascii=False, separators=(", ", ": "))
-        splits["eval" if record_hash_unit(line.encode()) < EVAL_FRACTION else "train"].append(line)
+        content = json.dumps({"messages": records[k]["messages"]}, ensure_ascii=False, separators=(", ", ": "))
+        splits["eval" if record_hash_unit(content.encode()) < EVAL_FRACTION else "train"].append(line)
     for name, lines in splits.items():
         with open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")

@@ -20,8 +20,10 @@ echo "== 1/7 prepare the domain data (text and images)"
 "$BIN" prepare --config "$RECIPE"
 
 echo "== 2/7 evaluate the base model"
-before=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1 checkpoint.resume=none | tail -n1)
-echo "$before"
+# `eval` prints the overall line ("step ...") and one line per task of the held-out set.
+before_all=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1 checkpoint.resume=none)
+echo "$before_all"
+before=$(echo "$before_all" | grep '^step')
 
 echo "== 3/7 LoRA SFT on 2 ranks (expert_parallel=2), stopped at step $HALF as a preemption would"
 launch/mpirun.sh -n 2 -t 1 -- train --config "$RECIPE" "${RUN[@]}" "train.stop_at_step=$HALF"
@@ -30,8 +32,9 @@ echo "== 4/7 resume to step $STEPS"
 launch/mpirun.sh -n 2 -t 1 -- train --config "$RECIPE" "${RUN[@]}"
 
 echo "== 5/7 evaluate the fine-tuned model"
-after=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1 | tail -n1)
-echo "$after"
+after_all=$("$BIN" eval --config "$RECIPE" "${RUN[@]}" parallel.expert_parallel=1)
+echo "$after_all"
+after=$(echo "$after_all" | grep '^step')
 
 echo "== 6/7 export the PEFT adapter and the merged model"
 CKPT=$OUT/ckpt/$(cat "$OUT/ckpt/latest")
@@ -72,4 +75,9 @@ printf "| eval loss                           | %8.4f | %10.4f |\n" "$loss0" "$l
 printf "| exact-match accuracy (images incl.) | %8.3f | %10.3f |\n" "$acc0" "$acc1"
 printf "| image Q answer (expected: %-8s) | %8s | %10s |\n" "$IMAGE_WANT" "\"$img0\"" "\"$img1\""
 awk -v a="$loss0" -v b="$loss1" 'BEGIN { printf "eval loss drop: %.1f%%\n", 100 * (a - b) / a }'
+echo
+echo "| task (held-out)      | documents | exact match base | tuned |"
+echo "|----------------------|-----------|------------------|-------|"
+paste -d' ' <(echo "$before_all" | grep '^  task') <(echo "$after_all" | grep '^  task' | awk '{print $6}') |
+  awk '{ printf "| %-20s | %9s | %16.3f | %5.3f |\n", $2, $8, $6, $11 }'
 echo "outputs: $OUT/metrics.jsonl, $OUT/tb/ (tensorboard), $OUT/ckpt/, $OUT/adapter/ (PEFT), $OUT/merged/ (HF)"

@@ -212,6 +212,9 @@ int run_prepare(const ParsedArgs& args) {
     opt.seq_len = static_cast<uint64_t>(d.seq_len);
     opt.train_dir = d.train;
     opt.eval_dir = d.eval;
+    L4_CHECK(d.eval_sources.empty() || !d.eval.empty(),
+             "{}: data.eval_sources needs data.eval (the eval dataset directory to write)", recipe.source);
+    opt.eval_inputs = d.eval_sources;
     opt.eval_fraction = d.eval.empty() ? 0.0 : d.eval_fraction;
     opt.skip_bad_records = d.skip_bad_records;
     tokenizer_path = recipe.tokenizer.path;
@@ -233,6 +236,9 @@ int run_prepare(const ParsedArgs& args) {
     }
     L4_CHECK(!args.has("overlong") || args.has("seq-len"), "llama4 prepare: --overlong needs --seq-len");
     opt.eval_dir = args.get("eval-output");
+    opt.eval_inputs = args.all("eval-input");
+    L4_CHECK(opt.eval_inputs.empty() || !opt.eval_dir.empty(),
+             "llama4 prepare: --eval-input needs --eval-output");
     opt.eval_fraction = args.get_double("eval-fraction", opt.eval_dir.empty() ? 0.0 : 0.05);
     L4_CHECK(!args.has("eval-fraction") || !opt.eval_dir.empty(),
              "llama4 prepare: --eval-fraction needs --eval-output");
@@ -313,6 +319,7 @@ Command make_prepare_command() {
         {"seq-len", "N", "fit conversations into N tokens (data.seq_len) by --overlong"},
         {"overlong", "P", "conversations over --seq-len: split (default, at turns), truncate or drop"},
         {"eval-output", "DIR", "also write an eval split here"},
+        {"eval-input", "FILE...", "held-out inputs: all their records go to --eval-output", true},
         {"eval-fraction", "F", "share of records hashed into the eval split (default 0.05)"},
         {"skip-bad-records", "", "skip and count malformed records instead of stopping"},
         {"shard-mb", "N", "shard size limit in MiB (default 256)"},

@@ -48,6 +48,7 @@ struct DataSection {
   std::string format = "auto";       // auto | text | jsonl | chat | parquet
   std::string train;                 // prepared dataset directory
   std::string eval;                  // prepared eval dataset directory (optional)
+  std::vector<std::string> eval_sources;  // raw inputs held out whole: every record goes to `eval`
   double eval_fraction = 0.05;       // share of records hashed into the eval split by prepare
   int64_t seq_len = 512;
   bool pack = true;
@@ -64,6 +65,7 @@ struct DataSection {
     v("format", format);
     v("train", train);
     v("eval", eval);
+    v("eval_sources", eval_sources);
     v("eval_fraction", eval_fraction);
     v("seq_len", seq_len);
     v("pack", pack);

@@ -10,6 +10,8 @@
 //   image_tile_offsets u64 [I+1]           image i's tiles = image_tiles[image_tile_offsets[i] : ...[i+1]]
 //   image_grids        u64 [I,2]           image i's tile grid (rows, cols) as chosen by the vision tiling
 //   image_token_spans  u64 [I,2]           image i's tokens [begin, end) relative to its document start
+//   doc_tasks          u64 [D]             document d's task: an index into meta.json "tasks" (optional;
+//                                          without it every document belongs to one task, "all")
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -35,6 +37,7 @@ struct Document {
   std::vector<uint32_t> tokens;
   std::vector<uint8_t> loss_mask;
   std::vector<ImageRecord> images;  // in token order, spans disjoint
+  std::string task;                 // the record's "task", else its input file's name: eval reports per task
 };
 
 // Tokenizer facts the loader needs, recorded in meta.json["tokenizer"].

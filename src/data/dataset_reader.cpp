@@ -32,9 +32,10 @@ ShardReader::ShardReader(const std::string& path, int64_t vocab_size)
   loss_mask_ = h5::Dataset(file_, "loss_mask", Dtype::kU8, 1);
   tiles_ = h5::Dataset(file_, "image_tiles", Dtype::kU8, 4);
   const auto& ts = tiles_.shape();
-  L4_CHECK(ts[1] == 3 && ts[2] == static_cast<uint64_t>(kTileSize) && ts[3] == static_cast<uint64_t>(kTileSize),
-           "{}: dataset 'image_tiles': shape [{}, {}, {}, {}], expected [M, 3, {}, {}]", path, ts[0], ts[1], ts[2],
-           ts[3], kTileSize, kTileSize);
+  L4_CHECK(
+      ts[1] == 3 && ts[2] == static_cast<uint64_t>(kTileSize) && ts[3] == static_cast<uint64_t>(kTileSize),
+      "{}: dataset 'image_tiles': shape [{}, {}, {}, {}], expected [M, 3, {}, {}]", path, ts[0], ts[1], ts[2],
+      ts[3], kTileSize, kTileSize);
   const uint64_t n = tokens_.rows();
   L4_CHECK(loss_mask_.rows() == n, "{}: dataset 'loss_mask' has {} entries but 'tokens' has {}", path,
            loss_mask_.rows(), n);
@@ -54,8 +55,14 @@ ShardReader::ShardReader(const std::string& path, int64_t vocab_size)
   const std::vector<uint64_t> grids = h5::read_all_u64(file_, "image_grids", 2);
   const std::vector<uint64_t> spans = h5::read_all_u64(file_, "image_token_spans", 2);
   L4_CHECK(grids.size() == images * 2, "{}: dataset 'image_grids': expected shape [{}, 2]", path, images);
-  L4_CHECK(spans.size() == images * 2, "{}: dataset 'image_token_spans': expected shape [{}, 2]", path, images);
+  L4_CHECK(spans.size() == images * 2, "{}: dataset 'image_token_spans': expected shape [{}, 2]", path,
+           images);
 
+  if (file_.has("doc_tasks")) {
+    doc_tasks_ = h5::read_all_u64(file_, "doc_tasks", 1);
+    L4_CHECK(doc_tasks_.size() == docs, "{}: dataset 'doc_tasks' has {} entries for {} documents", path,
+             doc_tasks_.size(), docs);
+  }
   images_.resize(images);
   for (uint64_t d = 0; d < docs; ++d) {
     L4_CHECK(image_offsets[d] == tile_offsets[doc_image_offsets_[d]],
@@ -71,23 +78,25 @@ ShardReader::ShardReader(const std::string& path, int64_t vocab_size)
       im.tile_end = tile_offsets[i + 1];
       L4_CHECK(im.tile_end > im.tile_begin, "{}: image {} has no tiles", path, i);
       L4_CHECK(im.grid_rows >= 1 && im.grid_cols >= 1, "{}: image {}: empty tile grid", path, i);
-      L4_CHECK(im.token_begin >= previous_end && im.token_begin < im.token_end && im.token_end <= doc_length(d),
-               "{}: image {}: token span [{}, {}) is not ordered inside document {} ({} tokens)", path, i,
-               im.token_begin, im.token_end, d, doc_length(d));
+      L4_CHECK(
+          im.token_begin >= previous_end && im.token_begin < im.token_end && im.token_end <= doc_length(d),
+          "{}: image {}: token span [{}, {}) is not ordered inside document {} ({} tokens)", path, i,
+          im.token_begin, im.token_end, d, doc_length(d));
       previous_end = im.token_end;
     }
   }
 }
 
-void ShardReader::read_tokens(uint64_t d, uint64_t begin, uint64_t count, uint32_t* tokens, uint8_t* mask) const {
+void ShardReader::read_tokens(uint64_t d, uint64_t begin, uint64_t count, uint32_t* tokens,
+                              uint8_t* mask) const {
   L4_ASSERT(d < num_docs() && begin + count <= doc_length(d), "token read outside document");
   const uint64_t at = doc_offsets_[d] + begin;
   tokens_.read_rows(at, count, tokens);
   loss_mask_.read_rows(at, count, mask);
   for (uint64_t i = 0; i < count; ++i) {
     L4_CHECK(vocab_size_ <= 0 || tokens[i] < static_cast<uint64_t>(vocab_size_),
-             "{}: token {} has id {} outside the vocabulary [0, {}) (corrupt shard or wrong tokenizer)", path(),
-             at + i, tokens[i], vocab_size_);
+             "{}: token {} has id {} outside the vocabulary [0, {}) (corrupt shard or wrong tokenizer)",
+             path(), at + i, tokens[i], vocab_size_);
     L4_CHECK(mask[i] <= 1, "{}: loss_mask[{}] = {} (expected 0 or 1)", path(), at + i, mask[i]);
   }
 }
@@ -100,7 +109,8 @@ DatasetReader::DatasetReader(const std::string& dir) : dir_(dir) {
   const std::string meta_path = dir + "/meta.json";
   if (!file_exists(meta_path)) {
     std::string hint;
-    if (is_directory(dir + ".incomplete")) hint = fmt::format(" ({}.incomplete is left from an interrupted prepare)", dir);
+    if (is_directory(dir + ".incomplete"))
+      hint = fmt::format(" ({}.incomplete is left from an interrupted prepare)", dir);
     L4_FAIL("{}: not a prepared dataset: {} is missing{}", dir, meta_path, hint);
   }
   try {
@@ -116,11 +126,21 @@ DatasetReader::DatasetReader(const std::string& dir) : dir_(dir) {
   L4_CHECK(meta_.contains("tokenizer"), "{}: 'tokenizer' is missing", meta_path);
   tokenizer_ = TokenizerInfo::from_json(meta_["tokenizer"], meta_path);
   L4_CHECK(meta_.contains("shards") && meta_["shards"].is_array(), "{}: 'shards' must be a list", meta_path);
+  if (meta_.contains("tasks")) {
+    L4_CHECK(meta_["tasks"].is_array(), "{}: 'tasks' must be a list of names", meta_path);
+    for (const auto& t : meta_["tasks"]) {
+      L4_CHECK(t.is_string(), "{}: 'tasks' entries must be strings", meta_path);
+      task_names_.push_back(t.get<std::string>());
+    }
+  }
+  // An empty dataset names no task; a dataset from before tasks has every document in one.
+  if (task_names_.empty()) task_names_ = {"all"};
   for (const auto& entry : meta_["shards"]) {
     L4_CHECK(entry.is_object() && entry.contains("file") && entry["file"].is_string(),
              "{}: every shard entry needs a 'file'", meta_path);
     const std::string name = entry["file"].get<std::string>();
-    L4_CHECK(name.find('/') == std::string::npos, "{}: shard file '{}' must be a plain file name", meta_path, name);
+    L4_CHECK(name.find('/') == std::string::npos, "{}: shard file '{}' must be a plain file name", meta_path,
+             name);
     auto shard = std::make_unique<ShardReader>(dir + "/" + name, tokenizer_.vocab_size);
     const auto expect = [&](const char* key, uint64_t actual) {
       L4_CHECK(entry.value(key, static_cast<uint64_t>(-1)) == actual,
@@ -131,6 +151,11 @@ DatasetReader::DatasetReader(const std::string& dir) : dir_(dir) {
     expect("tokens", shard->num_tokens());
     expect("images", shard->num_images());
     expect("tiles", shard->num_tiles());
+    for (uint64_t d = 0; d < shard->num_docs(); ++d) {
+      L4_CHECK(shard->doc_task(d) < task_names_.size(),
+               "{}: document {} has task {} but meta.json names {} task(s)", shard->path(), d,
+               shard->doc_task(d), task_names_.size());
+    }
     num_tokens_ += shard->num_tokens();
     doc_starts_.push_back(doc_starts_.back() + shard->num_docs());
     shards_.push_back(std::move(shard));
@@ -141,8 +166,9 @@ DatasetReader::DatasetReader(const std::string& dir) : dir_(dir) {
 
 std::pair<const ShardReader*, uint64_t> DatasetReader::locate(uint64_t g) const {
   L4_ASSERT(g < num_docs(), "document {} out of range", g);
-  const size_t s = static_cast<size_t>(std::upper_bound(doc_starts_.begin(), doc_starts_.end(), g) -
-                                       doc_starts_.begin()) - 1;
+  const size_t s =
+      static_cast<size_t>(std::upper_bound(doc_starts_.begin(), doc_starts_.end(), g) - doc_starts_.begin()) -
+      1;
   return {shards_[s].get(), g - doc_starts_[s]};
 }
 
@@ -154,6 +180,11 @@ uint64_t DatasetReader::doc_length(uint64_t g) const {
 uint64_t DatasetReader::doc_image_count(uint64_t g) const {
   const auto [shard, d] = locate(g);
   return shard->doc_image_count(d);
+}
+
+uint64_t DatasetReader::doc_task(uint64_t g) const {
+  const auto [shard, d] = locate(g);
+  return shard->doc_task(d);
 }
 
 const ImageMeta& DatasetReader::doc_image(uint64_t g, uint64_t k) const {
@@ -180,6 +211,7 @@ Document DatasetReader::read_document(uint64_t g) const {
   doc.tokens.resize(n);
   doc.loss_mask.resize(n);
   read_tokens(g, 0, n, doc.tokens.data(), doc.loss_mask.data());
+  doc.task = task_names_[doc_task(g)];
   for (uint64_t k = 0; k < doc_image_count(g); ++k) {
     const ImageMeta& meta = doc_image(g, k);
     ImageRecord im;

@@ -31,6 +31,8 @@ class ShardReader {
   uint64_t doc_first_image(uint64_t d) const { return doc_image_offsets_[d]; }
   uint64_t doc_image_count(uint64_t d) const { return doc_image_offsets_[d + 1] - doc_image_offsets_[d]; }
   const ImageMeta& image(uint64_t i) const { return images_[i]; }
+  // Index into the dataset's task names (0 for a shard written without doc_tasks).
+  uint64_t doc_task(uint64_t d) const { return doc_tasks_.empty() ? 0 : doc_tasks_[d]; }
   // Tokens [begin, begin+count) of document d (positions relative to the document).
   void read_tokens(uint64_t d, uint64_t begin, uint64_t count, uint32_t* tokens, uint8_t* mask) const;
   void read_tiles(uint64_t tile_begin, uint64_t count, uint8_t* out) const;
@@ -39,7 +41,7 @@ class ShardReader {
   h5::File file_;
   int64_t vocab_size_;
   h5::Dataset tokens_, loss_mask_, tiles_;
-  std::vector<uint64_t> doc_offsets_, doc_image_offsets_;
+  std::vector<uint64_t> doc_offsets_, doc_image_offsets_, doc_tasks_;
   std::vector<ImageMeta> images_;
 };
 
@@ -56,6 +58,9 @@ class DatasetReader {
   // Documents are numbered globally across shards, in shard order.
   uint64_t doc_length(uint64_t g) const;
   uint64_t doc_image_count(uint64_t g) const;
+  // The task of document g, an index into task_names() (meta.json "tasks"; ["all"] for older datasets).
+  uint64_t doc_task(uint64_t g) const;
+  const std::vector<std::string>& task_names() const { return task_names_; }
   const ImageMeta& doc_image(uint64_t g, uint64_t k) const;
   void read_tokens(uint64_t g, uint64_t begin, uint64_t count, uint32_t* tokens, uint8_t* mask) const;
   // Tiles of image k of document g: (tile_end - tile_begin) * kTileBytes bytes.
@@ -69,6 +74,7 @@ class DatasetReader {
   nlohmann::json meta_;
   TokenizerInfo tokenizer_;
   std::vector<std::unique_ptr<ShardReader>> shards_;
+  std::vector<std::string> task_names_;
   std::vector<uint64_t> doc_starts_{0};  // global index of each shard's first document, + total
   uint64_t num_tokens_ = 0;
 };

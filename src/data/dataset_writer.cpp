@@ -1,5 +1,6 @@
 #include "data/dataset_writer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
@@ -25,8 +26,9 @@ class ShardWriter {
     image_tile_offsets_.push_back(0);
   }
 
-  void add(const Document& doc) {
+  void add(const Document& doc, uint64_t task) {
     const uint64_t base = tokens_.size();
+    doc_tasks_.push_back(task);
     tokens_.insert(tokens_.end(), doc.tokens.begin(), doc.tokens.end());
     loss_mask_.insert(loss_mask_.end(), doc.loss_mask.begin(), doc.loss_mask.end());
     for (uint8_t m : doc.loss_mask) loss_tokens_ += m;
@@ -59,8 +61,9 @@ class ShardWriter {
                       image_tile_offsets_.data());
     h5::write_dataset(file_, "image_grids", Dtype::kU64, {images, 2}, grids_.data());
     h5::write_dataset(file_, "image_token_spans", Dtype::kU64, {images, 2}, spans_.data());
+    h5::write_dataset(file_, "doc_tasks", Dtype::kU64, {doc_tasks_.size()}, doc_tasks_.data());
     file_.flush();
-    return {{"file", file_name},         {"documents", documents()}, {"tokens", tokens_.size()},
+    return {{"file", file_name},           {"documents", documents()}, {"tokens", tokens_.size()},
             {"loss_tokens", loss_tokens_}, {"images", images},         {"tiles", tiles_.size()}};
   }
 
@@ -69,7 +72,8 @@ class ShardWriter {
   h5::Appender tiles_;
   std::vector<uint32_t> tokens_;
   std::vector<uint8_t> loss_mask_;
-  std::vector<uint64_t> doc_offsets_, image_offsets_, doc_image_offsets_, image_tile_offsets_, grids_, spans_;
+  std::vector<uint64_t> doc_offsets_, image_offsets_, doc_image_offsets_, image_tile_offsets_, grids_, spans_,
+      doc_tasks_;
   uint64_t loss_tokens_ = 0;
   uint64_t bytes_ = 0;
 };
@@ -82,6 +86,15 @@ struct DatasetWriter::Impl {
   std::optional<ShardWriter> shard;
   nlohmann::json shards = nlohmann::json::array();
   nlohmann::json extra = nlohmann::json::object();
+  std::vector<std::string> tasks;  // meta.json "tasks", in order of first appearance
+
+  uint64_t task_index(const std::string& name) {
+    const std::string task = name.empty() ? "all" : name;
+    const auto it = std::find(tasks.begin(), tasks.end(), task);
+    if (it != tasks.end()) return static_cast<uint64_t>(it - tasks.begin());
+    tasks.push_back(task);
+    return tasks.size() - 1;
+  }
   int64_t documents = 0, tokens = 0, loss_tokens = 0, images = 0, tiles = 0;
   bool finished = false;
 
@@ -118,12 +131,13 @@ void DatasetWriter::add(const Document& doc, const std::string& where) {
   validate_document(doc, s.options.tokenizer.vocab_size, where);
   uint64_t doc_bytes = doc.tokens.size() * 5;
   for (const ImageRecord& im : doc.images) doc_bytes += im.tiles.size();
-  if (s.shard && s.shard->documents() > 0 && s.shard->bytes() + doc_bytes > s.options.shard_bytes) s.close_shard();
+  if (s.shard && s.shard->documents() > 0 && s.shard->bytes() + doc_bytes > s.options.shard_bytes)
+    s.close_shard();
   if (!s.shard) {
     const std::string path = s.tmp_dir + "/" + shard_file_name(static_cast<int64_t>(s.shards.size()));
     s.shard.emplace(path, s.options.deflate_level);
   }
-  s.shard->add(doc);
+  s.shard->add(doc, s.task_index(doc.task));
   s.documents += 1;
   s.tokens += static_cast<int64_t>(doc.tokens.size());
   for (uint8_t m : doc.loss_mask) s.loss_tokens += m;
@@ -131,10 +145,16 @@ void DatasetWriter::add(const Document& doc, const std::string& where) {
   for (const ImageRecord& im : doc.images) s.tiles += static_cast<int64_t>(im.num_tiles());
 }
 
-void DatasetWriter::set_meta(const std::string& key, nlohmann::json value) { impl_->extra[key] = std::move(value); }
+void DatasetWriter::set_meta(const std::string& key, nlohmann::json value) {
+  impl_->extra[key] = std::move(value);
+}
 
-int64_t DatasetWriter::num_documents() const { return impl_->documents; }
-int64_t DatasetWriter::num_tokens() const { return impl_->tokens; }
+int64_t DatasetWriter::num_documents() const {
+  return impl_->documents;
+}
+int64_t DatasetWriter::num_tokens() const {
+  return impl_->tokens;
+}
 
 void DatasetWriter::finish() {
   Impl& s = *impl_;
@@ -152,6 +172,7 @@ void DatasetWriter::finish() {
   meta["num_tiles"] = s.tiles;
   meta["tile_size"] = kTileSize;
   meta["shards"] = s.shards;
+  meta["tasks"] = s.tasks;
   write_file_atomic(s.tmp_dir + "/meta.json", meta.dump(2) + "\n");
 
   // Replace a previous dataset only (never an unrelated directory).

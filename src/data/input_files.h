@@ -21,6 +21,7 @@ struct InputFile {
   std::string path;
   InputKind kind = InputKind::text;
   bool conversations_only = false;  // format chat: a text record is an error
+  bool eval_only = false;           // every record goes to the eval split (PrepareOptions::eval_inputs)
 };
 
 inline const std::vector<std::string>& format_names() {

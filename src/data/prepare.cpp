@@ -181,6 +181,7 @@ class FileProcessor {
         "got a text record");
     Record record = parse_record(j, kind, base_dir_.string());
     kind_ = record_kind_name(kind);
+    task_ = record.task;
     if (!is_conversation(kind)) return {encoder_.encode_text(record.text)};
     const bool has_assistant = std::any_of(record.turns.begin(), record.turns.end(),
                                            [](const ChatTurn& t) { return t.role == "assistant"; });
@@ -204,9 +205,11 @@ class FileProcessor {
     ++records_;
     bytes_ += static_cast<int64_t>(record.size()) + 1;
     kind_ = "text";
+    task_.clear();
     std::vector<Document> docs;
     try {
       docs = encode();
+      for (Document& d : docs) d.task = task_.empty() ? default_task_ : task_;
       for (const Document& d : docs) L4_CHECK(!d.tokens.empty(), "empty document");
     } catch (const l4::Error& e) {
       const std::string message = fmt::format("{}: {}", where, e.what());
@@ -216,7 +219,8 @@ class FileProcessor {
       return;
     }
     kinds_[kind_] = kinds_.value(kind_, 0) + 1;
-    DatasetWriter& out = (eval_ && is_eval_record(record, opt_.eval_fraction)) ? *eval_ : *train_;
+    const bool to_eval = eval_ && (input_.eval_only || is_eval_record(record, opt_.eval_fraction));
+    DatasetWriter& out = to_eval ? *eval_ : *train_;
     for (const Document& d : docs) {
       tokens_ += static_cast<int64_t>(d.tokens.size());
       out.add(d, where);
@@ -233,6 +237,8 @@ class FileProcessor {
   const Overlong overlong_;
   std::unique_ptr<DatasetWriter> train_, eval_;
   std::string kind_;
+  std::string task_;                                                            // of the record being handled
+  const std::string default_task_ = fs::path(input_.path).filename().string();  // records without "task"
   int64_t records_ = 0, skipped_ = 0, bytes_ = 0, tokens_ = 0;
   int64_t conversations_ = 0, split_ = 0, truncated_ = 0, dropped_ = 0;
   nlohmann::json kinds_ = nlohmann::json::object(), examples_ = nlohmann::json::array();
@@ -284,7 +290,15 @@ PrepareReport prepare_dataset(const PrepareOptions& opt, const DocumentEncoder& 
   L4_CHECK(opt.text_doc_bytes >= 1, "prepare: text_doc_bytes must be >= 1, got {}", opt.text_doc_bytes);
   train_on_from_name(opt.train_on);
   overlong_from_name(opt.overlong);
-  const std::vector<InputFile> files = resolve_inputs(opt.inputs, opt.format);
+  L4_CHECK(opt.eval_inputs.empty() || !opt.eval_dir.empty(),
+           "prepare: eval inputs ({}) need an eval output directory", opt.eval_inputs.front());
+  std::vector<InputFile> files = resolve_inputs(opt.inputs, opt.format);
+  if (!opt.eval_inputs.empty()) {
+    for (InputFile f : resolve_inputs(opt.eval_inputs, opt.format)) {
+      f.eval_only = true;
+      files.push_back(std::move(f));
+    }
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const std::string parts_root = fs::path(opt.train_dir).lexically_normal().string() + ".parts";
   if (comm.rank() == 0) {

@@ -41,7 +41,8 @@ struct PrepareOptions {
   std::string format = "auto";      // auto | text | jsonl | chat | parquet (input_files.h)
   std::string train_dir;            // receives every record when eval_dir is empty
   std::string eval_dir;
-  double eval_fraction = 0.0;
+  std::vector<std::string> eval_inputs;  // files whose every record goes to eval_dir (a held-out set)
+  double eval_fraction = 0.0;            // share of `inputs` records hashed into eval_dir
   bool skip_bad_records = false;
   uint64_t shard_bytes = 256ull << 20;
   uint64_t text_doc_bytes = 2048;  // format text: a document ends at the first line end after this many bytes

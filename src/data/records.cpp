@@ -150,7 +150,7 @@ const char* record_kind_name(RecordKind kind) {
 const std::vector<std::string>& record_keys() {
   static const std::vector<std::string> keys = {"messages", "conversations", "instruction", "input",
                                                 "output",   "system",        "history",     "text",
-                                                "image",    "images"};
+                                                "image",    "images",        "task"};
   return keys;
 }
 
@@ -176,6 +176,11 @@ Record parse_record(const nlohmann::json& j, RecordKind kind, const std::string&
   L4_CHECK(j.is_object(), "expected a JSON object, got {}", j.type_name());
   Record r;
   r.kind = kind;
+  if (j.contains("task") && !j["task"].is_null()) {
+    L4_CHECK(j["task"].is_string() && !j["task"].get<std::string>().empty(),
+             "\"task\" must be a non-empty string (the record's task name), got {}", j["task"].dump());
+    r.task = j["task"].get<std::string>();
+  }
   switch (kind) {
     case RecordKind::text:
       L4_CHECK(j.contains("text") && j["text"].is_string(),

@@ -10,7 +10,9 @@
 //   text      {"text": "..."}: a pretraining document
 //
 // A record with several of these keys is read by the first in that order (Alpaca exports that also carry
-// a rendered "text" column are Alpaca). Other top-level keys (ids, sources, ...) are metadata and ignored;
+// a rendered "text" column are Alpaca). A top-level "task" string names the record's task (eval reports loss
+// and exact match per task; records without one belong to their input file's task). Other top-level keys
+// (ids, sources, ...) are metadata and ignored;
 // inside a message every key must be known, so content is never dropped silently.
 #pragma once
 
@@ -41,6 +43,7 @@ struct Record {
   RecordKind kind = RecordKind::text;
   std::string text;             // kind text
   std::vector<ChatTurn> turns;  // the conversation kinds
+  std::string task;             // optional top-level "task" string: evaluation reports per task
 };
 
 // The kind of a JSON record from its keys; an error naming the keys found when none fits.

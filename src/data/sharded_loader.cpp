@@ -53,9 +53,10 @@ void report_overlong(const DatasetReader& reader, const DocIndex& index, const L
   } else if (o.overlong == Overlong::drop) {
     L4_LOG_INFO("{}: they are left out (data.overlong: drop)", what);
   } else if (conversations) {
-    L4_LOG_WARN("{}: they continue in the next rows, where conversations among them lose their prompt; "
-                "prepare the data with data.seq_len={} to split the conversations at turns (data.overlong)",
-                what, T);
+    L4_LOG_WARN(
+        "{}: they continue in the next rows, where conversations among them lose their prompt; "
+        "prepare the data with data.seq_len={} to split the conversations at turns (data.overlong)",
+        what, T);
   } else {
     L4_LOG_INFO("{}: they continue in the next rows (data.overlong: split)", what);
   }
@@ -133,10 +134,12 @@ struct ShardedLoader::Impl {
     batch.labels = torch::full({B, T}, kIgnoreIndex, torch::kInt64);
     batch.position_ids = torch::zeros({B, T}, torch::kInt64);
     batch.doc_ids = torch::full({B, T}, -1, torch::kInt64);
+    batch.task_ids = torch::full({B, T}, -1, torch::kInt64);
     int64_t* ids = batch.input_ids.data_ptr<int64_t>();
     int64_t* labels = batch.labels.data_ptr<int64_t>();
     int64_t* positions = batch.position_ids.data_ptr<int64_t>();
     int64_t* doc_ids = batch.doc_ids.data_ptr<int64_t>();
+    int64_t* task_ids = batch.task_ids.data_ptr<int64_t>();
     std::vector<uint32_t> tokens;
     std::vector<uint8_t> mask;
     std::vector<uint8_t> tiles;
@@ -151,11 +154,13 @@ struct ShardedLoader::Impl {
         const Piece& piece = pieces[k];
         read_piece(piece, tokens, mask);
         const int64_t len = static_cast<int64_t>(piece.length);
+        const auto task = static_cast<int64_t>(reader->doc_task(piece.doc));
         for (int64_t i = 0; i < len; ++i) {
           const int64_t at = b * T + col + i;
           ids[at] = tokens[i];
           positions[at] = i;
           doc_ids[at] = static_cast<int64_t>(piece.doc);
+          task_ids[at] = task;
           if (static_cast<size_t>(i + 1) < tokens.size() && mask[i + 1]) {
             labels[at] = tokens[i + 1];
             batch.loss_tokens += 1;
@@ -399,6 +404,10 @@ uint64_t ShardedLoader::rows_in_epoch(int64_t epoch) const {
 }
 const nlohmann::json& ShardedLoader::dataset_meta() const {
   return impl_->reader->meta();
+}
+
+const std::vector<std::string>& ShardedLoader::task_names() const {
+  return impl_->reader->task_names();
 }
 
 }  // namespace l4::data

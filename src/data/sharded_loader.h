@@ -33,8 +33,8 @@ struct LoaderOptions {
   bool shuffle = true;
   uint64_t seed = 0;
   Overlong overlong = Overlong::split;  // documents longer than seq_len (data.overlong)
-  int64_t global_batch = 8;  // rows per optimizer step over all ranks
-  int64_t micro_batch = 4;   // rows per forward/backward on one rank
+  int64_t global_batch = 8;             // rows per optimizer step over all ranks
+  int64_t micro_batch = 4;              // rows per forward/backward on one rank
   int rank = 0;
   int world_size = 1;
   int64_t prefetch = 2;      // steps kept ready by the background thread (0: none)
@@ -81,6 +81,7 @@ struct Batch {
   at::Tensor labels;        // [B, T] int64: next token, kIgnoreIndex where masked, at document ends, padding
   at::Tensor position_ids;  // [B, T] int64: restart at 0 with every piece
   at::Tensor doc_ids;      // [B, T] int64: global document index, -1 on padding; attend only within equal ids
+  at::Tensor task_ids;     // [B, T] int64: the document's task (ShardedLoader::task_names()), -1 on padding
   at::Tensor pixel_tiles;  // [Ntiles, 3, 336, 336] uint8 RGB; vision::normalize_tiles gives pixel_values
   at::Tensor patch_positions;  // [P, 2] int64 (row, col) of the <|patch|> tokens, in tile order
   std::vector<ImageSlot> images;
@@ -110,6 +111,8 @@ class ShardedLoader {
   uint64_t num_documents() const;
   uint64_t rows_in_epoch(int64_t epoch) const;
   const nlohmann::json& dataset_meta() const;
+  // The dataset's task names (meta.json "tasks"; ["all"] when it has none).
+  const std::vector<std::string>& task_names() const;
 
  private:
   struct Impl;

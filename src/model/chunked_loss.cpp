@@ -143,14 +143,18 @@ ChunkedEval chunked_cross_entropy_eval(const at::Tensor& hidden, const at::Tenso
   const at::Tensor weight_c = weight.to(dtype);
   at::Tensor sum = at::zeros({}, hidden.options().dtype(at::kFloat));
   at::Tensor predictions = at::full_like(flat.targets, -1);
+  at::Tensor token_nll = at::zeros(flat.targets.sizes(), hidden.options().dtype(at::kFloat));
   for (const auto& [begin, end] : counted_chunks(flat.targets, chunk_tokens)) {
     const ChunkLogProbs c =
         chunk_log_probs(flat.hidden.slice(0, begin, end), weight_c, flat.targets.slice(0, begin, end), dtype,
                         /*keep_logits=*/true);
     sum += chunk_nll_sum(c);
     predictions.slice(0, begin, end).copy_(c.logits.argmax(-1));
+    token_nll.slice(0, begin, end)
+        .copy_(-(c.log_probs.gather(1, c.index.unsqueeze(1)).squeeze(1) * c.mask.to(at::kFloat)));
   }
-  return {{sum, flat.targets.ne(kIgnoreIndex).sum()}, predictions.view(targets.sizes())};
+  return {{sum, flat.targets.ne(kIgnoreIndex).sum()}, predictions.view(targets.sizes()),
+          token_nll.view(targets.sizes())};
 }
 
 }  // namespace l4::model

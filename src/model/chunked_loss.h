@@ -24,6 +24,7 @@ LossSum chunked_cross_entropy_sum(const at::Tensor& hidden, const at::Tensor& we
 struct ChunkedEval {
   LossSum loss;
   at::Tensor predictions;
+  at::Tensor token_nll;  // float32 -log p(target) per position, shaped as targets (0 where not counted)
 };
 ChunkedEval chunked_cross_entropy_eval(const at::Tensor& hidden, const at::Tensor& weight,
                                        const at::Tensor& targets, int64_t chunk_tokens);

@@ -40,6 +40,7 @@
 #include "train/run_identity.h"
 #include "train/run_lock.h"
 #include "train/signals.h"
+#include "train/task_scores.h"
 #include "train/training_state.h"
 #include "vision/image_preprocess.h"
 
@@ -70,7 +71,7 @@ class AutocastScope {
 data::Batch to_device(const data::Batch& batch, at::Device device) {
   if (device.is_cpu()) return batch;
   data::Batch out = batch;
-  for (at::Tensor* t : {&out.input_ids, &out.labels, &out.position_ids, &out.doc_ids, &out.pixel_tiles,
+  for (at::Tensor* t : {&out.input_ids, &out.labels, &out.position_ids, &out.doc_ids, &out.task_ids, &out.pixel_tiles,
                         &out.patch_positions}) {
     if (t->defined()) *t = t->to(device, /*non_blocking=*/false);
   }
@@ -374,6 +375,11 @@ class Trainer {
       std::printf("step %lld  eval_loss %.6f  eval_ppl %.4f  exact_match %.4f\n",
                   static_cast<long long>(counters_.step), result.loss, std::exp(result.loss),
                   result.exact_match);
+      for (const TaskScore& task : result.tasks) {
+        std::printf("  task %-24s eval_loss %.6f  exact_match %.4f  documents %lld  tokens %lld\n",
+                    task.name.c_str(), task.loss, task.exact_match, static_cast<long long>(task.documents),
+                    static_cast<long long>(task.tokens));
+      }
     }
     return 0;
   }
@@ -384,17 +390,25 @@ class Trainer {
     values.push_back({"eval_loss", result.loss});
     values.push_back({"eval_ppl", std::exp(result.loss)});
     values.push_back({"eval_exact_match", result.exact_match});
+    if (result.tasks.size() > 1) {
+      for (const TaskScore& task : result.tasks) {
+        values.push_back({"eval_loss/" + task.name, task.loss});
+        values.push_back({"eval_exact_match/" + task.name, task.exact_match});
+      }
+    }
   }
 
   struct EvalResult {
     double loss = 0.0;
     double exact_match = 0.0;  // fraction of documents whose every target token is predicted exactly
+    std::vector<TaskScore> tasks;  // the same per task of the eval data
   };
 
   EvalResult evaluate() {
     ExactMatchCounter exact;
     data::ShardedLoader eval_loader(
         data::loader_options_from_recipe(recipe_, /*eval=*/true, host_.rank(), host_.size()));
+    TaskScores per_task(eval_loader.task_names());
     torch::NoGradGuard no_grad;
     model_->eval();
     double loss_sum = 0.0;
@@ -412,12 +426,15 @@ class Trainer {
           loss_sum += sums.sum.item<double>();
           tokens += sums.count.item<int64_t>();
           exact.add(logits, micro.labels, micro.doc_ids);
+          per_task.add(logits, micro.labels, micro.doc_ids, micro.task_ids);
         } else {
           const model::ChunkedEval chunked = model::chunked_cross_entropy_eval(
               model_->hidden_states(model_input(micro)), model_->lm_head->weight, micro.labels, chunk);
           loss_sum += chunked.loss.sum.item<double>();
           tokens += chunked.loss.count.item<int64_t>();
           exact.add_predictions(chunked.predictions, micro.labels, micro.doc_ids);
+          per_task.add_tokens(chunked.token_nll, chunked.predictions, micro.labels, micro.doc_ids,
+                              micro.task_ids);
         }
       }
       match_expert_exchanges(static_cast<int64_t>(batch.micro.size()));
@@ -425,7 +442,8 @@ class Trainer {
     at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
     host_.all_reduce(totals, parallel::ReduceOp::kSum);
     model_->train();
-    return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(host_)};
+    return {totals[0].item<double>() / std::max(1.0, totals[1].item<double>()), exact.accuracy(host_),
+            per_task.result(host_)};
   }
 
   // The last eval batch may be short, leaving ranks with different numbers of micro-batches; the MoE

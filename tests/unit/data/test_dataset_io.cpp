@@ -85,7 +85,8 @@ TEST(DatasetIo, RejectsInvalidDocuments) {
   Document doc;
   doc.tokens = {1, 2, 5000};
   doc.loss_mask = {1, 1, 1};
-  EXPECT_NE(error_of([&] { writer.add(doc, "in.jsonl:3"); }).find("in.jsonl:3: token id 5000"), std::string::npos);
+  EXPECT_NE(error_of([&] { writer.add(doc, "in.jsonl:3"); }).find("in.jsonl:3: token id 5000"),
+            std::string::npos);
   doc.tokens = {1, 2};
   EXPECT_NE(error_of([&] { writer.add(doc, "x"); }).find("loss-mask entries"), std::string::npos);
 }
@@ -130,6 +131,41 @@ TEST(DatasetIo, NonMonotonicOffsetsAreRejected) {
   overwrite_u64(shard, "doc_offsets", offsets);
   const std::string err = error_of([&] { DatasetReader r(dir); });
   EXPECT_NE(err.find(shard + ": dataset 'doc_offsets': decreases at index"), std::string::npos) << err;
+}
+
+// Datasets written before tasks existed read as one task, "all"; a task index beyond meta.json's names is
+// named as such.
+TEST(DatasetIo, TasksRoundTripAndAreChecked) {
+  const std::string dir = fresh_dir("tasks");
+  auto docs = make_documents({});
+  for (size_t i = 0; i < docs.size(); ++i) docs[i].task = i % 3 == 0 ? "colour" : "count";
+  write_dataset(dir, docs);
+  {
+    const DatasetReader reader(dir);
+    EXPECT_EQ(reader.task_names(), (std::vector<std::string>{"colour", "count"}));
+    for (uint64_t g = 0; g < docs.size(); ++g) EXPECT_EQ(reader.read_document(g).task, docs[g].task) << g;
+  }
+  const std::string shard = dir + "/" + shard_file_name(0);
+  std::vector<uint64_t> tasks(docs.size(), 0);
+  tasks[2] = 7;
+  overwrite_u64(shard, "doc_tasks", tasks);
+  const std::string err = error_of([&] { DatasetReader r(dir); });
+  EXPECT_NE(err.find(shard + ": document 2 has task 7 but meta.json names 2 task(s)"), std::string::npos)
+      << err;
+
+  // Without doc_tasks and "tasks" (an older dataset): every document is in "all".
+  const std::string old_dir = fresh_dir("tasks_old");
+  write_dataset(old_dir, docs);
+  const hid_t file = H5Fopen((old_dir + "/" + shard_file_name(0)).c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  ASSERT_GE(H5Ldelete(file, "doc_tasks", H5P_DEFAULT), 0);
+  H5Fclose(file);
+  auto meta = nlohmann::json::parse(read_file(old_dir + "/meta.json"));
+  meta.erase("tasks");
+  write_file_atomic(old_dir + "/meta.json", meta.dump());
+  const DatasetReader reader(old_dir);
+  EXPECT_EQ(reader.task_names(), (std::vector<std::string>{"all"}));
+  EXPECT_EQ(reader.read_document(1).task, "all");
 }
 
 TEST(DatasetIo, OutOfRangeImageSpanIsRejected) {

@@ -21,13 +21,13 @@ namespace fs = std::filesystem;
 using testing::ByteEncoder;
 using testing::error_of;
 using testing::fresh_dir;
-using testing::write_file;
 using testing::kBos;
 using testing::kEos;
+using testing::kImageEnd;
 using testing::kImageStart;
 using testing::kPatchId;
-using testing::kImageEnd;
 using testing::kRoleBase;
+using testing::write_file;
 
 PrepareReport run(const PrepareOptions& opt) {
   PrepareComm single;
@@ -108,16 +108,18 @@ TEST(Prepare, ChatMasksAssistantTokensAndExpandsImages) {
   write_file(dir + "/images/a.png", "12345");
   PrepareOptions opt;
   opt.format = "chat";
-  opt.inputs = {write_file(dir + "/c.jsonl",
-                           R"({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "image", "path": "images/a.png"}]}, {"role": "assistant", "content": "ok"}]})"
-                           "\n")};
+  opt.inputs = {write_file(
+      dir + "/c.jsonl",
+      R"({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "image", "path": "images/a.png"}]}, {"role": "assistant", "content": "ok"}]})"
+      "\n")};
   opt.train_dir = dir + "/out";
   run(opt);
   DatasetReader reader(opt.train_dir);
   const Document d = reader.read_document(0);
   // <bos> <system> s <user> q [image 6 tokens] <assistant> o k
-  const std::vector<uint32_t> tokens = {kBos, kRoleBase, 's', kRoleBase + 1, 'q', kImageStart, kPatchId, kPatchId,
-                                        kPatchId, kPatchId, kImageEnd, kRoleBase + 2, 'o', 'k'};
+  const std::vector<uint32_t> tokens = {
+      kBos,     kRoleBase, 's',      kRoleBase + 1, 'q',           kImageStart, kPatchId,
+      kPatchId, kPatchId,  kPatchId, kImageEnd,     kRoleBase + 2, 'o',         'k'};
   EXPECT_EQ(d.tokens, tokens);
   const std::vector<uint8_t> mask = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
   EXPECT_EQ(d.loss_mask, mask);
@@ -150,6 +152,43 @@ TEST(Prepare, SplitFollowsTheRecordHash) {
   EXPECT_LT(expected_eval, 60);
   EXPECT_EQ(DatasetReader(opt.eval_dir).meta()["split"], "eval");
   EXPECT_EQ(DatasetReader(opt.train_dir).meta()["split"], "train");
+}
+
+// Tasks come from a record's "task" key, else from its input file's name; --eval-input files go to the eval
+// split whole (no hashing), the others follow the hash.
+TEST(Prepare, TasksAndHeldOutEvalInputs) {
+  const std::string dir = fresh_dir("prep_tasks");
+  std::string train_text, eval_text;
+  for (int i = 0; i < 40; ++i) {
+    train_text += fmt::format("{{\"text\": \"train {}\"{}}}\n", i, i % 2 ? ", \"task\": \"odd\"" : "");
+  }
+  for (int i = 0; i < 10; ++i)
+    eval_text += fmt::format("{{\"text\": \"held out {}\", \"task\": \"quiz\"}}\n", i);
+  PrepareOptions opt;
+  opt.format = "jsonl";
+  opt.inputs = {write_file(dir + "/mixed.jsonl", train_text)};
+  opt.eval_inputs = {write_file(dir + "/quiz.jsonl", eval_text)};
+  opt.train_dir = dir + "/train";
+  opt.eval_dir = dir + "/eval";
+  opt.eval_fraction = 0.0;
+  const PrepareReport r = run(opt);
+  EXPECT_EQ(r.train_documents, 40);
+  EXPECT_EQ(r.eval_documents, 10);
+  const DatasetReader train(opt.train_dir), eval(opt.eval_dir);
+  EXPECT_EQ(train.task_names(), (std::vector<std::string>{"mixed.jsonl", "odd"}));
+  for (uint64_t g = 0; g < train.num_docs(); ++g) {
+    EXPECT_EQ(train.read_document(g).task, g % 2 ? "odd" : "mixed.jsonl") << g;
+  }
+  EXPECT_EQ(eval.task_names(), (std::vector<std::string>{"quiz"}));
+  EXPECT_EQ(eval.read_document(3).task, "quiz");
+
+  opt.eval_dir.clear();
+  EXPECT_NE(error_of([&] { run(opt); }).find("need an eval output directory"), std::string::npos);
+  opt.eval_dir = dir + "/eval";
+  opt.eval_inputs.clear();
+  opt.inputs = {write_file(dir + "/bad.jsonl", "{\"text\": \"x\", \"task\": 3}\n")};
+  const std::string error = error_of([&] { run(opt); });
+  EXPECT_NE(error.find("bad.jsonl:1: \"task\" must be a non-empty string"), std::string::npos) << error;
 }
 
 // N threads acting as N processes.
@@ -212,7 +251,8 @@ TEST(Prepare, SeveralProcessesWriteTheSameDataset) {
   opt.format = "jsonl";
   for (int f = 0; f < 5; ++f) {
     std::string text;
-    for (int i = 0; i < 30 + f; ++i) text += fmt::format("{{\"text\": \"file {} record {} {}\"}}\n", f, i, std::string(i, 'z'));
+    for (int i = 0; i < 30 + f; ++i)
+      text += fmt::format("{{\"text\": \"file {} record {} {}\"}}\n", f, i, std::string(i, 'z'));
     opt.inputs.push_back(write_file(fmt::format("{}/in/{}.jsonl", dir, f), text));
   }
   opt.eval_fraction = 0.1;
@@ -242,11 +282,11 @@ TEST(Prepare, AnErrorInOneProcessStopsAll) {
   const std::string dir = fresh_dir("prep_rank_error");
   PrepareOptions opt;
   opt.format = "jsonl";
-  opt.inputs = {write_file(dir + "/a.jsonl", "{\"text\": \"ok\"}\n"), write_file(dir + "/b.jsonl", "{\"txt\": 1}\n")};
+  opt.inputs = {write_file(dir + "/a.jsonl", "{\"text\": \"ok\"}\n"),
+                write_file(dir + "/b.jsonl", "{\"txt\": 1}\n")};
   opt.train_dir = dir + "/out";
   const auto errors = run_on(2, opt);
-  EXPECT_NE(errors[1].find("b.jsonl:1: expected a record with \"messages\""), std::string::npos)
-      << errors[1];
+  EXPECT_NE(errors[1].find("b.jsonl:1: expected a record with \"messages\""), std::string::npos) << errors[1];
   EXPECT_NE(errors[0].find("another process"), std::string::npos) << errors[0];
   EXPECT_FALSE(fs::exists(opt.train_dir));
   EXPECT_FALSE(fs::exists(opt.train_dir + ".parts"));
