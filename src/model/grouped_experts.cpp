@@ -30,7 +30,8 @@ class GroupedExpertMlp : public torch::autograd::Function<GroupedExpertMlp> {
       const at::Tensor expert_rows = rows.narrow(0, offsets[e], counts[e]);
       at::Tensor expert_gate_up = gate_up.narrow(0, offsets[e], counts[e]);
       at::mm_out(expert_gate_up, expert_rows, gate_up_proj[e]);
-      const at::Tensor hidden = expert_gate_up.narrow(1, ffn, ffn) * at::silu(expert_gate_up.narrow(1, 0, ffn));
+      const at::Tensor hidden =
+          expert_gate_up.narrow(1, ffn, ffn) * at::silu(expert_gate_up.narrow(1, 0, ffn));
       at::Tensor expert_out = out.narrow(0, offsets[e], counts[e]);
       at::mm_out(expert_out, hidden, down_proj[e]);
     }
@@ -50,7 +51,8 @@ class GroupedExpertMlp : public torch::autograd::Function<GroupedExpertMlp> {
     const at::Tensor grad_out = grads[0].contiguous();
     const int64_t ffn = down_proj.size(1);
     const bool need_rows = ctx->needs_input_grad(0);
-    const bool need_weights = ctx->needs_input_grad(2) || ctx->needs_input_grad(3);
+    // Indices count the tensor inputs only (rows, gate_up_proj, down_proj): the row counts are not one.
+    const bool need_weights = ctx->needs_input_grad(1) || ctx->needs_input_grad(2);
 
     at::Tensor grad_rows = need_rows ? at::empty_like(rows) : at::Tensor();
     at::Tensor grad_gate_up_proj = need_weights ? at::empty_like(gate_up_proj) : at::Tensor();
@@ -105,8 +107,9 @@ at::Tensor grouped_expert_mlp(const at::Tensor& rows, const std::vector<int64_t>
   if (!at::autocast::is_autocast_enabled(device)) {
     const at::ScalarType dtype = rows.scalar_type();
     L4_ASSERT(gate_up_proj.scalar_type() == dtype && down_proj.scalar_type() == dtype,
-              "expert weights ({}, {}) and rows ({}) differ in dtype", c10::toString(gate_up_proj.scalar_type()),
-              c10::toString(down_proj.scalar_type()), c10::toString(dtype));
+              "expert weights ({}, {}) and rows ({}) differ in dtype",
+              c10::toString(gate_up_proj.scalar_type()), c10::toString(down_proj.scalar_type()),
+              c10::toString(dtype));
     return GroupedExpertMlp::apply(rows.contiguous(), rows_per_expert, gate_up_proj, down_proj);
   }
   // Under autocast: the differentiable casts a matmul would make, then the node itself without autocast

@@ -1,7 +1,7 @@
 // The hand-written expert node against plain autograd over per-expert slices: outputs and gradients of
 // rows and both weight tensors, with an expert that gets no rows, in fp32 and under bf16 autocast.
-#include <gtest/gtest.h>
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "model/grouped_experts.h"
@@ -9,8 +9,8 @@
 namespace l4::model {
 namespace {
 
-at::Tensor autograd_reference(const at::Tensor& rows, const std::vector<int64_t>& counts, const at::Tensor& gate_up,
-                              const at::Tensor& down) {
+at::Tensor autograd_reference(const at::Tensor& rows, const std::vector<int64_t>& counts,
+                              const at::Tensor& gate_up, const at::Tensor& down) {
   std::vector<at::Tensor> outs;
   int64_t offset = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
@@ -68,6 +68,20 @@ TEST(GroupedExperts, MatchesAutogradOverSlices) {
   expect_close(ours16.rows, ref16.rows, 2e-2, "bf16 rows gradient");
   expect_close(ours16.gate_up, ref16.gate_up, 2e-2, "bf16 gate_up_proj gradient");
   expect_close(ours16.down, ref16.down, 2e-2, "bf16 down_proj gradient");
+}
+
+// Frozen experts (LoRA elsewhere, or a frozen base): only the rows need a gradient, and the node must not
+// ask autograd about an input it does not have.
+TEST(GroupedExperts, FrozenWeightsGiveRowGradientsOnly) {
+  torch::manual_seed(12);
+  const std::vector<int64_t> counts = {3, 4, 0};
+  const at::Tensor gate_up = torch::randn({3, 6, 10}) * 0.3, down = torch::randn({3, 5, 6}) * 0.3;
+  const at::Tensor x0 = torch::randn({7, 6}), grad_out = torch::randn({7, 6});
+  const at::Tensor x = x0.clone().requires_grad_(), x_ref = x0.clone().requires_grad_();
+  grouped_expert_mlp(x, counts, gate_up, down).backward(grad_out);
+  autograd_reference(x_ref, counts, gate_up, down).backward(grad_out);
+  expect_close(x.grad(), x_ref.grad(), 1e-6, "rows gradient with frozen experts");
+  EXPECT_FALSE(gate_up.grad().defined());
 }
 
 }  // namespace
