@@ -25,6 +25,41 @@ def check(ok, what, detail=""):
         failures.append(what)
 
 
+def descendants(pid):
+    """Every process below `pid`, from /proc (children first found, then theirs)."""
+    parent_of = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent_of[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, parent in parent_of.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def wait_gone(pids, timeout=20):
+    """Until none of `pids` runs (a zombie waiting to be reaped no longer runs)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                        running.append(pid)
+            except OSError:
+                pass
+        if not running:
+            return
+        time.sleep(0.1)
+
+
 def mpirun(np, args, env=None, **kwargs):
     cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none", *ROOT_FLAGS, BINARY, *args]
     full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
@@ -143,8 +178,17 @@ logging: {{run_dir: {work}/run, peak_tflops: 0.3}}
     while time.time() < deadline and not os.path.isdir(f"{work}/kill/ckpt/step_0000004.tmp"):
         time.sleep(0.1)
     time.sleep(0.5)
+    # The whole job dies at once, as when a node is lost: mpirun and every rank (the ranks need not share
+    # mpirun's process group, and a rank left alive would rightly keep holding the run's lock).
+    victims = descendants(p.pid)
     os.killpg(p.pid, signal.SIGKILL)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     p.communicate()
+    wait_gone(victims)
     check(os.path.isdir(f"{work}/kill/ckpt/step_0000004.tmp"), "kill -9 left step_0000004.tmp behind")
     rc, out, err = run(2, ["train", "--config", recipe, *paths("kill"), "checkpoint.every=2", "train.steps=6"])
     resumed = re.search(r"resumed from \S*step_0000002", err) is not None
