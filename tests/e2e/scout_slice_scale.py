@@ -17,7 +17,8 @@ layers and a 1-layer vision tower, saved in bf16 as several shards with model.sa
 
 Both slices end in their only MoE layer. Scout routes each token to one expert, and a bf16 near-tie in the router
 flips a token to another expert; in an earlier MoE layer such a flip would spread to every later position of that
-sequence, and the bf16 logit comparison would then measure routing luck instead of our arithmetic.
+sequence, and the bf16 logit comparison would then measure routing luck instead of our arithmetic. In the last
+layer a flip changes its own position only, so the check asks nearly every position to agree.
 
 Each process stays below ~12 GB; the model builder, our runs and the peft check run one after another."""
 import json
@@ -193,14 +194,22 @@ def main():
         ours = load_file(ours_path)["logits"].float()
         theirs = load_file(theirs_path)
         scale = theirs["peft"].abs().max().item()
-        diff = (ours - theirs["peft"]).abs().max().item()
+        per_position = (ours - theirs["peft"]).abs().amax(-1).flatten()
+        diff, typical = per_position.max().item(), per_position.median().item()
+        close = (per_position <= 0.05 * scale).float().mean().item()
         moved = (theirs["peft"] - theirs["base"]).abs().max().item()
         agree = (ours.argmax(-1) == theirs["peft"].argmax(-1)).float().mean().item()
-        # bf16 keeps 8 bits of mantissa; two bf16 forwards that round differently stay within a few percent
-        # of the logits' range. The adapter must move the logits by more than that, or the check proves little.
-        print(f"peft vs ours: max-abs {diff:.4g} (logit range {scale:.3g}), argmax agreement {agree:.3f}; "
+        # bf16 keeps 8 bits of mantissa; two bf16 forwards that round differently stay within a few percent of
+        # the logits' range. One exception: Scout routes each token to one expert, and where two experts' router
+        # scores nearly tie, the two roundings can pick different experts for that token (peft folds the expert
+        # delta into bf16 weights, we add it unfused), which changes that position's logits entirely. The slices
+        # end in their only MoE layer, so such a flip stays at its position: nearly every position must agree,
+        # a broken adapter or layer would move all of them. The adapter must move the logits by far more than
+        # the typical difference, or the check proves little.
+        print(f"peft vs ours: per-position max-abs median {typical:.4g}, max {diff:.4g} (logit range {scale:.3g}); "
+              f"{close:.3f} of positions within 5% of the range; argmax agreement {agree:.3f}; "
               f"adapter moved the logits by {moved:.4g}")
-        ok &= diff <= 0.05 * scale and agree >= 0.9 and moved > 2 * diff
+        ok &= close >= 0.9 and typical <= 0.05 * scale and agree >= 0.9 and moved > 10 * typical
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
