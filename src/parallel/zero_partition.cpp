@@ -41,10 +41,12 @@ at::Tensor ZeroPartition::flatten(const std::vector<at::Tensor>& per_param) cons
   return flat;
 }
 
-at::Tensor ZeroPartition::chunk_from_pieces(const std::vector<at::Tensor>& per_piece) const {
+at::Tensor ZeroPartition::chunk_from_pieces(const std::vector<at::Tensor>& per_piece,
+                                            std::optional<at::ScalarType> dtype) const {
   L4_ASSERT(per_piece.size() == pieces_.size(), "{} tensors for {} pieces", per_piece.size(), pieces_.size());
-  const at::TensorOptions options =
+  at::TensorOptions options =
       params_.empty() ? at::TensorOptions(at::kFloat) : params_.front().options().requires_grad(false);
+  if (dtype) options = options.dtype(*dtype);
   at::Tensor chunk = at::zeros({chunk_}, options);
   for (size_t i = 0; i < pieces_.size(); ++i) {
     chunk.narrow(0, pieces_[i].shard_offset, pieces_[i].length).copy_(per_piece[i].reshape({-1}));

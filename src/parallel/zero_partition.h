@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace l4::parallel {
@@ -40,8 +41,10 @@ class ZeroPartition {
   // parameters); undefined entries count as zeros.
   at::Tensor flatten(const std::vector<at::Tensor>& per_param) const;
   // This rank's [chunk] slice from a tensor per owned piece (`per_piece[i]` has pieces()[i].length
-  // elements), zero-padded.
-  at::Tensor chunk_from_pieces(const std::vector<at::Tensor>& per_piece) const;
+  // elements), zero-padded, of `dtype` (default: the parameters' dtype; the fp32 optimizer state and
+  // masters of 16-bit parameters pass kFloat so the gather does not round them).
+  at::Tensor chunk_from_pieces(const std::vector<at::Tensor>& per_piece,
+                               std::optional<at::ScalarType> dtype = std::nullopt) const;
 
  private:
   std::vector<at::Tensor> params_;

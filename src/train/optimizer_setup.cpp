@@ -36,12 +36,6 @@ OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
                 "replicated parameter '{}' is not the ZeRO partition's parameter {}", params[i].name, next);
       L4_CHECK(params[i].param.is_contiguous(), "optimizer.zero: parameter '{}' is not contiguous",
                params[i].name);
-      // A 16-bit parameter trains through an fp32 master of the whole tensor, which ZeRO does not shard yet.
-      L4_CHECK(!is_16_bit(params[i].param),
-               "optimizer.zero: trainable parameter '{}' is stored in {} and updated through an fp32 master copy, "
-               "which ZeRO does not shard yet; use optimizer.zero: 0, or train fp32 tensors (LoRA keeps its "
-               "adapters in fp32 on a 16-bit base)",
-               params[i].name, c10::toString(params[i].param.scalar_type()));
       zero_index_[i] = static_cast<int64_t>(next++);
     }
     L4_ASSERT(next == partition.params().size(), "{} replicated parameters, the partition has {}", next,
@@ -53,6 +47,7 @@ OptimizerSetup::OptimizerSetup(const std::vector<NamedParam>& params,
           std::find(zero_index_.begin(), zero_index_.end(), static_cast<int64_t>(piece.param)) -
           zero_index_.begin());
       piece_of_param_[i] = static_cast<int64_t>(k);
+      param_of_piece_.push_back(i);
       // A view: AdamW updates the owned elements of the parameter in place.
       piece_views_.push_back(params[i].param.detach().view({-1}).narrow(0, piece.begin, piece.length));
     }
@@ -116,6 +111,9 @@ int64_t OptimizerSetup::state_bytes() const {
     const auto& s = static_cast<const torch::optim::AdamWParamState&>(*slot);
     bytes += s.exp_avg().nbytes() + s.exp_avg_sq().nbytes();
   }
+  for (const at::Tensor& master : master_) {
+    if (master.defined()) bytes += master.nbytes();
+  }
   return bytes;
 }
 
@@ -155,10 +153,13 @@ void OptimizerSetup::step() {
       auto piece = piece_index.find(p.unsafeGetTensorImpl());
       at::Tensor grad = piece == piece_index.end() ? p.grad() : grad_of_piece(piece->second);
       if (!grad.defined()) continue;
-      // A 16-bit parameter is updated through its fp32 master (created from it at its first update).
+      // A 16-bit parameter is updated through its fp32 master (created from it at its first update); under
+      // ZeRO, `p` is the owned piece and so is its master.
       at::Tensor target = p;
       if (is_16_bit(p)) {
-        at::Tensor& master = master_[index_of_impl_.at(p.unsafeGetTensorImpl())];
+        const size_t i = piece == piece_index.end() ? index_of_impl_.at(p.unsafeGetTensorImpl())
+                                                    : param_of_piece_[piece->second];
+        at::Tensor& master = master_[i];
         if (!master.defined()) master = p.detach().to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
         target = master;
         grad = grad.to(at::kFloat);
@@ -233,10 +234,13 @@ void OptimizerSetup::set_state(const std::string& name, const ParamState& state)
 void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
   // ZeRO: the ranks' ranges gathered into full tensors (device channel, every rank), written as the
   // parameter's own placement, so the checkpoint equals a ZeRO-0 one and loads at any world size or stage.
-  at::Tensor full_avg, full_sq;
+  at::Tensor full_avg, full_sq, full_master;
   if (zero_.partition) {
     const parallel::ZeroPartition& partition = *zero_.partition;
-    std::vector<at::Tensor> avg, sq;
+    // The state (and masters) of 16-bit parameters is fp32: gathered as such, not rounded to the parameters'.
+    const at::ScalarType type =
+        partition.params().empty() ? at::kFloat : state_dtype(partition.params().front());
+    std::vector<at::Tensor> avg, sq, master;
     for (size_t k = 0; k < piece_views_.size(); ++k) {
       auto it = optimizer_->state().find(piece_views_[k].unsafeGetTensorImpl());
       if (it == optimizer_->state().end()) {
@@ -247,9 +251,15 @@ void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
         avg.push_back(s.exp_avg());
         sq.push_back(s.exp_avg_sq());
       }
+      const at::Tensor& m = master_[param_of_piece_[k]];
+      master.push_back(m.defined() ? m : at::zeros_like(piece_views_[k], at::kFloat));
     }
-    full_avg = zero_.comm->all_gather(partition.chunk_from_pieces(avg));
-    full_sq = zero_.comm->all_gather(partition.chunk_from_pieces(sq));
+    full_avg = zero_.comm->all_gather(partition.chunk_from_pieces(avg, type));
+    full_sq = zero_.comm->all_gather(partition.chunk_from_pieces(sq, type));
+    // Every rank takes part (the partition's dtype is the same on all ranks): masters of replicated 16-bit
+    // parameters are sharded like their AdamW state.
+    if (!partition.params().empty() && is_16_bit(partition.params().front()))
+      full_master = zero_.comm->all_gather(partition.chunk_from_pieces(master, at::kFloat));
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     const NamedParam& p = params_[i];
@@ -270,8 +280,19 @@ void OptimizerSetup::save_state(checkpoint::StateWriter& out) const {
                parallel::Placement::replicated());
   }
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (master_[i].defined())
-      out.tensor("optimizer.master." + params_[i].name, master_[i], params_[i].placement);
+    const NamedParam& p = params_[i];
+    if (zero_index_[i] >= 0) {
+      // The master exists from the first update on, on every rank that owns a piece; the steps count
+      // (equal on all ranks) says whether it does.
+      const auto z = static_cast<size_t>(zero_index_[i]);
+      if (!full_master.defined() || zero_steps_[z] == 0) continue;
+      out.tensor(
+          "optimizer.master." + p.name,
+          full_master.narrow(0, zero_.partition->param_offset(z), p.param.numel()).view(p.param.sizes()),
+          p.placement);
+    } else if (master_[i].defined()) {
+      out.tensor("optimizer.master." + p.name, master_[i], p.placement);
+    }
   }
 }
 
@@ -305,7 +326,17 @@ void OptimizerSetup::load_state(const checkpoint::StateReader& in) {
     L4_CHECK(master.sizes() == p.param.sizes(),
              "checkpoint tensor '{}' has shape {} but the parameter has {}", name, c10::str(master.sizes()),
              c10::str(p.param.sizes()));
-    master_[i] = master.to(p.param.options().dtype(at::kFloat)).clone();
+    if (zero_index_[i] < 0) {
+      master_[i] = master.to(p.param.options().dtype(at::kFloat)).clone();
+    } else if (piece_of_param_[i] >= 0) {
+      // ZeRO: the full master, of which this rank keeps its piece.
+      const parallel::ZeroPartition::Piece& piece =
+          zero_.partition->pieces()[static_cast<size_t>(piece_of_param_[i])];
+      master_[i] = master.reshape({-1})
+                       .narrow(0, piece.begin, piece.length)
+                       .to(p.param.options().dtype(at::kFloat))
+                       .clone();
+    }
   }
 }
 

@@ -47,7 +47,8 @@ struct ZeroSetup {
 // 16-bit (bf16/fp16) parameters are updated through an fp32 master copy with fp32 exp_avg/exp_avg_sq: a
 // step updates the master and rounds it into the parameter, so updates smaller than half a 16-bit ulp
 // accumulate instead of being lost. The master starts as the parameter's value at its first update (or
-// comes from the checkpoint, which makes a resumed run equal the uninterrupted one).
+// comes from the checkpoint, which makes a resumed run equal the uninterrupted one). Under ZeRO a rank keeps
+// the master of its pieces of the replicated parameters only; checkpoints hold full masters either way.
 class OptimizerSetup final : public checkpoint::Stateful {
  public:
   // With ZeRO, the partition's parameters must be the replicated ones of `params`, in order.
@@ -63,7 +64,7 @@ class OptimizerSetup final : public checkpoint::Stateful {
   void step();
   void zero_grad();
 
-  // Bytes of AdamW state this rank holds (exp_avg + exp_avg_sq), for memory reports.
+  // Bytes of optimizer state this rank holds (exp_avg + exp_avg_sq + fp32 masters), for memory reports.
   int64_t state_bytes() const;
 
   // Optimizer state of one parameter: exp_avg, exp_avg_sq (same shape as the parameter; under ZeRO, of
@@ -74,7 +75,8 @@ class OptimizerSetup final : public checkpoint::Stateful {
     int64_t step = 0;
   };
   std::optional<ParamState> state(const std::string& name) const;
-  // The fp32 master copy of a 16-bit parameter; undefined for fp32 parameters and before the first update.
+  // The fp32 master copy of a 16-bit parameter (under ZeRO, of this rank's 1-D piece of a replicated one);
+  // undefined for fp32 parameters, before the first update, and where another rank owns every element.
   at::Tensor master(const std::string& name) const;
   void set_state(const std::string& name, const ParamState& state);
 
@@ -86,12 +88,15 @@ class OptimizerSetup final : public checkpoint::Stateful {
   std::vector<double> base_lr_;          // per optimizer group
   std::vector<int64_t> group_of_param_;  // index into groups, per params_ entry
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  std::vector<at::Tensor> master_;  // per params_ entry: fp32 master of a 16-bit parameter, else undefined
+  // per params_ entry: fp32 master of a 16-bit parameter (under ZeRO, of its owned piece only), else
+  // undefined
+  std::vector<at::Tensor> master_;
   std::map<const void*, size_t> index_of_impl_;  // parameter TensorImpl -> params_ entry
   ZeroSetup zero_;
   std::vector<int64_t> zero_index_;      // per params_ entry: index in the partition, or -1
   std::vector<int64_t> piece_of_param_;  // per params_ entry: index of its owned piece, or -1
   std::vector<at::Tensor> piece_views_;  // per owned piece: view of the parameter's owned elements
+  std::vector<size_t> param_of_piece_;   // per owned piece: its params_ entry
   std::vector<int64_t> zero_steps_;      // per partition parameter: updates so far (equal on all ranks)
   size_t index_of(const std::string& name) const;
   // The tensor AdamW updates for params_[i]: the parameter, its owned piece, or undefined (owned elsewhere).

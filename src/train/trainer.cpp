@@ -465,8 +465,8 @@ class Trainer {
     }
   }
 
-  // Once per run, after the first update (when the state exists): AdamW state bytes per rank, which ZeRO
-  // shards (collective on the host channel).
+  // Once per run, after the first update (when the state exists): AdamW state (and fp32 master) bytes per
+  // rank, which ZeRO shards (collective on the host channel).
   void log_optimizer_state_bytes() {
     state_bytes_logged_ = true;
     at::Tensor bytes = at::full({1}, optimizer_->state_bytes(), at::kLong);

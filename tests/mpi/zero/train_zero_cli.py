@@ -8,7 +8,11 @@ state, assembled from every rank's file), with gradient clipping active:
   - the AdamW state bytes each rank logs equal `llama4 plan`'s optimizer figure;
   - elastic: a zero 1 checkpoint written by 4 ranks at step 3 continues on 2 ranks under zero 1 and under
     zero 2 to the same tensors (1e-6) as the same checkpoint continued on 2 ranks under zero 0; and a zero 0
-    checkpoint from 2 ranks continues under zero 1 on 4 ranks as under zero 0 on 4 ranks.
+    checkpoint from 2 ranks continues under zero 1 on 4 ranks as under zero 0 on 4 ranks;
+  - bf16 full fine-tuning (model.dtype bfloat16: fp32 masters, sharded under ZeRO): zero 1 and zero 2 on 2
+    ranks equal zero 0 after 5 steps (parameters, AdamW state and the full masters the checkpoints hold),
+    the logged state bytes (masters included) equal the plan's, and zero 1 stopped at step 3 and resumed
+    equals the uninterrupted run bit for bit.
 
 On 2 ranks and under zero 1 the tensors come out bit for bit equal. Zero 2 on 4 ranks differs in a few
 elements by up to ~1.5e-6: MPI's reduce-scatter adds the ranks' gradients in another order than its
@@ -152,6 +156,22 @@ checkpoint: {{every: 0, resume: auto}}
                 with open(os.path.join(tmp, f"{kind}_np{np_}_z0", "metrics.jsonl")) as f:
                     clipped = clipped or any(json.loads(line)["grad_norm"] > 1.0 for line in f)
         assert clipped, "grad_clip 1.0 never clipped: the clipping path is not exercised"
+
+        # bf16 full fine-tuning: each rank keeps the fp32 masters of its pieces only; checkpoints gather them.
+        bf16 = ["model.dtype=bfloat16"]
+        base = load_checkpoint(train("bf16_np2_z0", 2, 0, bf16), STEPS)
+        check_state_bytes("bf16_np2_z0", 2, 0, bf16)
+        masters = [k for k in base if k.startswith("optimizer.master.")]
+        assert masters and all(base[k].dtype == np.float32 for k in masters), sorted(base)[:5]
+        for zero in (1, 2):
+            got = load_checkpoint(train(f"bf16_np2_z{zero}", 2, zero, bf16), STEPS)
+            check_state_bytes(f"bf16_np2_z{zero}", 2, zero, bf16)
+            compare(base, got, f"bf16 on 2 ranks: zero {zero} vs zero 0 (bound {TOL:.1e})", TOL)
+        ckpt = os.path.join(tmp, "bf16_resume_z1", "ckpt")
+        train("bf16_resume_z1", 2, 1, [*bf16, "train.stop_at_step=3"], ckpt)
+        train("bf16_resume_z1", 2, 1, bf16, ckpt)
+        full = load_checkpoint(os.path.join(tmp, "bf16_np2_z1", "ckpt"), STEPS)
+        compare(full, load_checkpoint(ckpt, STEPS), "bf16 zero 1: stopped at 3 and resumed vs uninterrupted", 0.0)
 
         # Resume exactness on the same world size: stop at 3, resume to 5, equal bit for bit.
         for zero in (1, 2):

@@ -45,6 +45,19 @@ TEST(ZeroPartitionTest, RangesTileTheFlatParametersOnce) {
   }
 }
 
+// The fp32 optimizer state and masters of bf16 parameters are gathered in fp32, not rounded to bf16.
+TEST(ZeroPartitionTest, ChunkKeepsTheRequestedDtype) {
+  std::vector<at::Tensor> bf16 = params();
+  for (at::Tensor& p : bf16) p = p.to(at::kBFloat16);
+  const ZeroPartition partition(bf16, 1, 2);
+  std::vector<at::Tensor> per_piece;
+  for (const auto& piece : partition.pieces()) per_piece.push_back(at::full({piece.length}, 1.0f + 1e-3f));
+  EXPECT_EQ(partition.chunk_from_pieces(per_piece).scalar_type(), at::kBFloat16);
+  const at::Tensor chunk = partition.chunk_from_pieces(per_piece, at::kFloat);
+  ASSERT_EQ(chunk.scalar_type(), at::kFloat);
+  EXPECT_EQ(chunk[0].item<float>(), 1.0f + 1e-3f) << "bf16 would round 1.001 to 1";
+}
+
 TEST(ZeroPartitionTest, MixedDtypesAreRefusedByName) {
   std::vector<at::Tensor> mixed = params();
   mixed[1] = mixed[1].to(at::kBFloat16);
