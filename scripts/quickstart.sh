@@ -38,9 +38,9 @@ after=$(echo "$after_all" | grep '^step')
 
 echo "== 6/7 export the PEFT adapter and the merged model"
 CKPT=$OUT/ckpt/$(cat "$OUT/ckpt/latest")
-"$BIN" export --checkpoint "$CKPT" --output "$OUT/adapter" --peft
+"$BIN" export --checkpoint "$CKPT" --output "$OUT/adapter" --peft --overwrite
 # A full multimodal HF directory: LoRA merged into the text weights, the tower and the trained projector.
-"$BIN" export --checkpoint "$CKPT" --output "$OUT/merged"
+"$BIN" export --checkpoint "$CKPT" --output "$OUT/merged" --overwrite
 
 echo "== 7/7 answer held-out questions"
 PROMPTS=(

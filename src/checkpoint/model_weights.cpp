@@ -92,8 +92,10 @@ at::Tensor ModelWeights::load_rows(const std::string& canonical, int64_t row_beg
 
 void ModelWeights::check(const std::map<std::string, ExpectedTensor>& expected) const {
   const WeightCheckReport report = compare_weights(source_, layout_, expected);
-  L4_CHECK(report.ok(), "{}: checkpoint ({} layout) does not match the model: {}", source_.dir(),
-           layout_name(layout_), report.describe());
+  L4_CHECK(report.ok(),
+           "{}: checkpoint ({} layout) does not match the model of its config (config.json or the recipe's "
+           "model): {}",
+           source_.dir(), layout_name(layout_), report.describe());
 }
 
 HfLayout check_weights(const WeightSource& source, const std::map<std::string, ExpectedTensor>& expected) {

@@ -2,6 +2,7 @@
 // config snapshot gives the architecture, the base weights (model.hf_dir / model.init) and the LoRA settings;
 // the run is rebuilt through the one restore path, so every module it trained is exported.
 #include "cli/commands.h"
+#include "core/staged_output_dir.h"
 #include "restore/export.h"
 #include "restore/restore.h"
 #include "restore/sharded_writer.h"
@@ -14,11 +15,15 @@ int run_export(const ParsedArgs& args) {
   const std::string output = args.require("output", "export");
   const int64_t max_shard =
       restore::parse_shard_size(args.get("max-shard-size", "5GB"), "export --max-shard-size");
+  const bool overwrite = args.has("overwrite");
+  // Output mistakes fail before the (possibly long) restore; export re-checks against the resolved paths.
+  restore::check_output_outside(output, ckpt_path, "the checkpoint directory");
+  check_output_replaceable(output, overwrite, "--output");
   restore::RestoredModel restored = restore::from_checkpoint(ckpt_path);
   if (args.has("peft")) {
-    restore::write_adapter(restored, output);
+    restore::write_adapter(restored, output, overwrite);
   } else {
-    restore::write_merged_model(restored, output, max_shard);
+    restore::write_merged_model(restored, output, max_shard, overwrite);
   }
   return 0;
 }
@@ -26,16 +31,17 @@ int run_export(const ParsedArgs& args) {
 }  // namespace
 
 Command make_export_command() {
-  return {
-      {"export",
-       "training checkpoint -> HF model or PEFT adapter",
-       "--checkpoint DIR --output DIR [--peft] [--max-shard-size SIZE]",
-       {{"checkpoint", "DIR", "step_N checkpoint directory (or a run's checkpoint dir: its newest)"},
-        {"output", "DIR", "output directory"},
-        {"peft", "", "write a PEFT adapter instead of a full (merged) model"},
-        {"max-shard-size", "SIZE", "largest weights file of a merged model: 5GB (default), 500MB, bytes"}},
-       /*accepts_overrides=*/false},
-      run_export};
+  return {{"export",
+           "training checkpoint -> HF model or PEFT adapter",
+           "--checkpoint DIR --output DIR [--peft] [--max-shard-size SIZE] [--overwrite]",
+           {{"checkpoint", "DIR", "step_N checkpoint directory (or a run's checkpoint dir: its newest)"},
+            {"output", "DIR", "output directory"},
+            {"peft", "", "write a PEFT adapter instead of a full (merged) model"},
+            {"max-shard-size", "SIZE", "largest weights file of a merged model: 5GB (default), 500MB, bytes"},
+            {"overwrite", "",
+             "replace an existing non-empty output directory (only once the new one is complete)"}},
+           /*accepts_overrides=*/false},
+          run_export};
 }
 
 }  // namespace l4::cli

@@ -13,7 +13,7 @@ int run_merge_lora(const ParsedArgs& args) {
   const std::string output = args.require("output", "merge-lora");
   const int64_t max_shard =
       restore::parse_shard_size(args.get("max-shard-size", "5GB"), "merge-lora --max-shard-size");
-  restore::merge_peft_streamed(model_dir, adapter, output, max_shard);
+  restore::merge_peft_streamed(model_dir, adapter, output, max_shard, args.has("overwrite"));
   return 0;
 }
 
@@ -22,11 +22,13 @@ int run_merge_lora(const ParsedArgs& args) {
 Command make_merge_lora_command() {
   return {{"merge-lora",
            "merge a LoRA adapter into the base weights",
-           "--model DIR --adapter DIR --output DIR [--max-shard-size SIZE]",
+           "--model DIR --adapter DIR --output DIR [--max-shard-size SIZE] [--overwrite]",
            {{"model", "DIR", "HF model directory"},
             {"adapter", "DIR", "PEFT adapter directory"},
             {"output", "DIR", "merged HF model directory (config.json, safetensors, tokenizer files)"},
-            {"max-shard-size", "SIZE", "largest weights file: 5GB (default), 500MB, bytes"}},
+            {"max-shard-size", "SIZE", "largest weights file: 5GB (default), 500MB, bytes"},
+            {"overwrite", "",
+             "replace an existing non-empty output directory (only once the new one is complete)"}},
            /*accepts_overrides=*/false},
           run_merge_lora};
 }

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/staged_output_dir.h"
 #include "data/hdf5_util.h"
 
 namespace l4::data {
@@ -82,6 +83,7 @@ class ShardWriter {
 
 struct DatasetWriter::Impl {
   std::string dir, tmp_dir;
+  std::unique_ptr<StagedOutputDir> staged;  // tmp_dir, renamed to dir by finish()
   WriterOptions options;
   std::optional<ShardWriter> shard;
   nlohmann::json shards = nlohmann::json::array();
@@ -109,19 +111,16 @@ struct DatasetWriter::Impl {
 DatasetWriter::DatasetWriter(std::string dir, WriterOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->dir = fs::path(dir).lexically_normal().string();
   if (!impl_->dir.empty() && impl_->dir.back() == '/') impl_->dir.pop_back();
-  impl_->tmp_dir = impl_->dir + ".incomplete";
   impl_->options = std::move(options);
-  std::error_code ec;
-  fs::remove_all(impl_->tmp_dir, ec);  // a previous interrupted run
-  fs::create_directories(impl_->tmp_dir, ec);
-  L4_CHECK(!ec, "{}: cannot create directory: {}", impl_->tmp_dir, ec.message());
+  // overwrite: a previous dataset is replaced; finish() refuses any other non-empty directory.
+  impl_->staged = std::make_unique<StagedOutputDir>(impl_->dir, /*overwrite=*/true, "prepare output");
+  impl_->tmp_dir = impl_->staged->staging();
 }
 
 DatasetWriter::~DatasetWriter() {
   if (impl_ && !impl_->finished) {
     impl_->shard.reset();
-    std::error_code ec;
-    fs::remove_all(impl_->tmp_dir, ec);
+    impl_->staged.reset();  // removes the staging directory
   }
 }
 
@@ -177,20 +176,12 @@ void DatasetWriter::finish() {
 
   // Replace a previous dataset only (never an unrelated directory).
   std::error_code ec;
-  const std::string old_dir = s.dir + ".old";
   if (fs::exists(s.dir)) {
     const bool replaceable = fs::exists(s.dir + "/meta.json") || fs::is_empty(s.dir, ec);
     L4_CHECK(replaceable, "{}: exists and is not a llama4 dataset (no meta.json); refusing to overwrite it",
              s.dir);
-    fs::remove_all(old_dir, ec);
-    fs::rename(s.dir, old_dir, ec);
-    L4_CHECK(!ec, "{}: cannot move the previous dataset aside: {}", s.dir, ec.message());
   }
-  const fs::path parent = fs::path(s.dir).parent_path();
-  if (!parent.empty()) fs::create_directories(parent, ec);
-  fs::rename(s.tmp_dir, s.dir, ec);
-  L4_CHECK(!ec, "{}: cannot rename {} into place: {}", s.dir, s.tmp_dir, ec.message());
-  fs::remove_all(old_dir, ec);
+  s.staged->commit();
   s.finished = true;
 }
 

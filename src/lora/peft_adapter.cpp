@@ -202,7 +202,16 @@ LoraOptions load_peft_adapter(model::Llama4Impl& model, const std::string& dir) 
   for (const auto* list : {&files.config.target_modules, &files.config.target_parameters}) {
     for (const auto& t : *list) options.targets.push_back(checkpoint::hf_to_canonical(t, layout));
   }
-  apply_lora(model, options, 0);
+  try {
+    apply_lora(model, options, 0);
+  } catch (const Error& e) {
+    // Say which file is at odds with the model: an adapter written for another base names layers this one
+    // lacks, and the bare "lora.targets" message would point at a recipe key the user never wrote.
+    throw Error(
+        fmt::format("{}/adapter_config.json: the adapter does not fit this base model (is it for "
+                    "another one?): {}",
+                    dir, e.what()));
+  }
   const LoraInjection injection = lora_injection(model);
 
   const auto& file = *files.weights;

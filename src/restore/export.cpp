@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/log.h"
+#include "core/staged_output_dir.h"
 #include "lora/lora_modules.h"
 #include "lora/peft_adapter.h"
 #include "restore/sharded_writer.h"
@@ -40,9 +41,12 @@ std::optional<checkpoint::WeightSource> base_weights(const std::string& base_dir
 
 }  // namespace
 
-void write_merged_model(RestoredModel& restored, const std::string& output_dir, int64_t max_shard_bytes) {
-  check_output_outside(output_dir, restored.base_dir, "the base model directory");
-  check_output_outside(output_dir, restored.checkpoint, "the checkpoint directory");
+void write_merged_model(RestoredModel& restored, const std::string& output, int64_t max_shard_bytes,
+                        bool overwrite) {
+  check_output_outside(output, restored.base_dir, "the base model directory");
+  check_output_outside(output, restored.checkpoint, "the checkpoint directory");
+  StagedOutputDir staged(output, overwrite, "--output");
+  const std::string& output_dir = staged.staging();
   model::Llama4Impl& model = *restored.model;
   const checkpoint::HfLayout layout =
       model.has_vision() ? checkpoint::HfLayout::kConditionalGeneration : checkpoint::HfLayout::kCausalLM;
@@ -70,13 +74,18 @@ void write_merged_model(RestoredModel& restored, const std::string& output_dir, 
   write_file_atomic((fs::path(output_dir) / "config.json").string(), config_json(restored, layout));
   const std::string tokenizer = !restored.tokenizer.empty() ? restored.tokenizer : restored.base_dir;
   if (!tokenizer.empty()) checkpoint::copy_tokenizer_files(tokenizer, output_dir);
-  L4_LOG_INFO("wrote model ({} tensors) to {}", plan.size(), output_dir);
+  staged.commit();
+  L4_LOG_INFO("wrote model ({} tensors) to {}", plan.size(), output);
 }
 
-void write_adapter(RestoredModel& restored, const std::string& output_dir) {
+void write_adapter(RestoredModel& restored, const std::string& output, bool overwrite) {
   L4_CHECK(restored.lora.has_value(), "{}: a PEFT adapter needs a LoRA run (lora.rank is 0)",
            restored.checkpoint.empty() ? restored.base_dir : restored.checkpoint);
-  lora::write_peft_adapter(*restored.model, *restored.lora, output_dir, restored.base_dir);
+  check_output_outside(output, restored.base_dir, "the base model directory");
+  check_output_outside(output, restored.checkpoint, "the checkpoint directory");
+  StagedOutputDir staged(output, overwrite, "--output");
+  lora::write_peft_adapter(*restored.model, *restored.lora, staged.staging(), restored.base_dir);
+  staged.commit();
 }
 
 }  // namespace l4::restore

@@ -16,11 +16,12 @@ namespace l4::restore {
 // tokenizer files from `restored.tokenizer` (or the base directory). Each tensor the base has keeps the
 // base's dtype (a bf16 base gives bf16 files); weights go in HF shards of at most max_shard_bytes
 // (model.safetensors when they fit in one). l4::Error when output_dir is the base or checkpoint directory
-// or inside one.
+// or inside one, and when it exists and is not empty unless `overwrite`. The directory appears whole or not
+// at all (core/staged_output_dir.h): a failure leaves a previous output as it was.
 void write_merged_model(RestoredModel& restored, const std::string& output_dir,
-                        int64_t max_shard_bytes = kDefaultMaxShardBytes);
+                        int64_t max_shard_bytes = kDefaultMaxShardBytes, bool overwrite = false);
 
-// l4::Error when the model carries no LoRA.
-void write_adapter(RestoredModel& restored, const std::string& output_dir);
+// l4::Error when the model carries no LoRA; the same output rules as write_merged_model.
+void write_adapter(RestoredModel& restored, const std::string& output_dir, bool overwrite = false);
 
 }  // namespace l4::restore

@@ -8,14 +8,17 @@
 #include <set>
 
 #include "checkpoint/hf_model_dir.h"
+#include "checkpoint/model_weights.h"
 #include "checkpoint/name_mapping.h"
 #include "checkpoint/peft_format.h"
 #include "checkpoint/weight_source.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/log.h"
+#include "core/staged_output_dir.h"
 #include "core/strings.h"
 #include "lora/lora_modules.h"
+#include "model/weights.h"
 #include "restore/sharded_writer.h"
 
 namespace l4::restore {
@@ -173,10 +176,15 @@ class PlanBuilder {
 }  // namespace
 
 void merge_peft_streamed(const std::string& model_dir, const std::string& adapter_dir,
-                         const std::string& output_dir, int64_t max_shard_bytes) {
-  check_output_outside(output_dir, model_dir, "the base model directory");
-  check_output_outside(output_dir, adapter_dir, "the adapter directory");
+                         const std::string& output, int64_t max_shard_bytes, bool overwrite) {
+  check_output_outside(output, model_dir, "the base model directory");
+  check_output_outside(output, adapter_dir, "the adapter directory");
+  check_output_replaceable(output, overwrite, "--output");
   const checkpoint::WeightSource base = checkpoint::WeightSource::open_dir(model_dir);
+  // The merged directory keeps the base's config.json: its weights must be the ones that config describes
+  // (names and shapes; checked on the meta device, nothing read), or the output would not load anywhere.
+  const config::ModelArch arch = config::load_model_arch(model_dir);
+  model::check_weights(arch, arch.vision_config.has_value(), checkpoint::ModelWeights::open_dir(model_dir));
   const checkpoint::PeftAdapterFiles adapter = checkpoint::read_peft_adapter(adapter_dir);
   const MergePlan plan = PlanBuilder(base, adapter).build();
   lora::LoraOptions options;
@@ -236,12 +244,15 @@ void merge_peft_streamed(const std::string& model_dir, const std::string& adapte
       }
     }
   };
+  StagedOutputDir staged(output, overwrite, "--output");
+  const std::string& output_dir = staged.staging();
   write_sharded_model(output_dir, tensors, produce, max_shard_bytes);
   write_file_atomic((fs::path(output_dir) / "config.json").string(),
                     read_file((fs::path(model_dir) / "config.json").string()));
   checkpoint::copy_tokenizer_files(model_dir, output_dir);
   L4_LOG_INFO("merged {} ({} tensors changed) into {} ({} tensors) in {}", adapter_dir, plan.changes.size(),
-              model_dir, tensors.size(), output_dir);
+              model_dir, tensors.size(), output);
+  staged.commit();
 }
 
 }  // namespace l4::restore

@@ -87,3 +87,81 @@ def metrics_steps(run_dir):
 def step_dirs(ckpt):
     return sorted(d for d in os.listdir(ckpt) if d.startswith("step_") and not d.endswith(".tmp")) \
         if os.path.isdir(ckpt) else []
+
+
+def expect_user_error(args, what, needles, timeout=120):
+    """The CLI must end in exit 1 with a message naming each of `needles` (file, flag, key, what was expected):
+    never exit 2 (internal error), a signal (crash) or a hang."""
+    try:
+        rc, out, err = run(args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return check(False, what + ": exit 1", "hung (no exit within the timeout)")
+    missing = [n for n in needles if n not in err]
+    return check(rc == 1 and not missing, what + ": exit 1 naming " + ", ".join(needles),
+                 f"rc {rc}, missing {missing}: {err[-1500:]}")
+
+
+# --- safetensors and HF model directories written by hand (no torch import: the tests stay fast) -------------
+def read_safetensors(path):
+    """(header dict, data bytes) of a safetensors file."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)), f.read()
+
+
+def write_safetensors(path, header, data):
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+    return path
+
+
+def float_tensors(tensors):
+    """{name: shape} -> (header, data) of float32 zeros-with-a-ramp (values do not matter to these tests)."""
+    import struct
+    header, data = {}, b""
+    for name, shape in tensors.items():
+        count = 1
+        for d in shape:
+            count *= d
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [len(data), len(data) + 4 * count]}
+        data += struct.pack(f"<{count}f", *[0.01 * (i % 7) for i in range(count)])
+    return header, data
+
+
+def copy_tiny_base(work, name):
+    """A copy of the bundled tiny base model (HF directory) to damage."""
+    import shutil
+    dst = os.path.join(work, name)
+    shutil.copytree(os.path.join(SOURCE, "data/models/tiny-base"), dst)
+    return dst
+
+
+def edit_config(model_dir, edit):
+    path = os.path.join(model_dir, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    edit(cfg)
+    write(path, json.dumps(cfg, indent=1))
+
+
+def write_adapter(directory, tensors, rank=4, targets=("q_proj", "v_proj"), config=True):
+    """A PEFT LoRA adapter directory: adapter_config.json (unless config=False) and adapter_model.safetensors
+    holding `tensors` ({name without the base_model.model. prefix: shape})."""
+    os.makedirs(directory, exist_ok=True)
+    if config:
+        write(os.path.join(directory, "adapter_config.json"), json.dumps(
+            {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": list(targets),
+             "lora_dropout": 0.0, "bias": "none", "task_type": "CAUSAL_LM"}))
+    header, data = float_tensors({"base_model.model." + k: v for k, v in tensors.items()})
+    write_safetensors(os.path.join(directory, "adapter_model.safetensors"), header, data)
+    return directory
+
+
+def good_lora_tensors(rank=4):
+    """LoRA A/B for q_proj [64, 64] and v_proj [32, 64] of layer 0 of the tiny base."""
+    return {"model.layers.0.self_attn.q_proj.lora_A.weight": [rank, 64],
+            "model.layers.0.self_attn.q_proj.lora_B.weight": [64, rank],
+            "model.layers.0.self_attn.v_proj.lora_A.weight": [rank, 64],
+            "model.layers.0.self_attn.v_proj.lora_B.weight": [32, rank]}
