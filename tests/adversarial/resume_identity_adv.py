@@ -49,4 +49,23 @@ check(rc == 0 and metrics_steps(f"{work}/run_narrow") == [1, 2, 3, 4] and "ckpt_
 # the unchanged recipe still resumes strictly
 rc, out, err = run(["train", "--config", cfg, "train.steps=6"])
 check(rc == 0 and metrics_steps(f"{work}/run")[-2:] == [5, 6], "the same run resumes", err[-1500:])
+
+# A LoRA run resumed with narrower targets (it used to rewrite its final checkpoint with fewer adapters, exit 0):
+# refused and untouched; weights_only carries the adapters both have into a new run.
+lora = [f"checkpoint.dir={work}/ckpt_lora", f"logging.run_dir={work}/run_lora", "lora.rank=4", "lora.alpha=8"]
+rc, out, err = run(["train", "--config", cfg, *lora, "lora.targets=[q_proj,v_proj,o_proj]"])
+check(rc == 0 and step_dirs(f"{work}/ckpt_lora") == ["step_0000002", "step_0000004"], "a LoRA run trains 4 steps",
+      (rc, err[-2000:]))
+lora_snapshot = {d: sorted(os.listdir(f"{work}/ckpt_lora/{d}")) for d in step_dirs(f"{work}/ckpt_lora")}
+rc, out, err = run(["train", "--config", cfg, *lora, "lora.targets=[q_proj]", "train.steps=6"])
+check(rc == 1 and "lora:" in err and "targets=[q_proj]" in err and "targets=[q_proj, v_proj, o_proj]" in err,
+      "strict resume refuses narrower lora.targets, naming both", (rc, err[-2000:]))
+check({d: sorted(os.listdir(f"{work}/ckpt_lora/{d}")) for d in step_dirs(f"{work}/ckpt_lora")} == lora_snapshot,
+      "the LoRA run's checkpoints stay as they were")
+rc, out, err = run(["train", "--config", cfg, "lora.rank=4", "lora.alpha=8", "lora.targets=[q_proj]",
+                    f"checkpoint.dir={work}/ckpt_lora_q", f"logging.run_dir={work}/run_lora_q",
+                    "checkpoint.resume_mode=weights_only", f"checkpoint.resume={work}/ckpt_lora/step_0000004",
+                    "train.steps=2"])
+check(rc == 0 and metrics_steps(f"{work}/run_lora_q") == [1, 2],
+      "weights_only with narrower lora.targets trains a new run from the adapters both have", (rc, err[-2000:]))
 finish()
