@@ -287,6 +287,15 @@ at::Tensor SafetensorsFile::load_matrix_rows(const std::string& name, int64_t ro
                   e.begin + row_bytes * static_cast<uint64_t>(row_end), {row_end - row_begin, cols});
 }
 
+void write_safetensors_header(FdWriter& out, std::string header_json) {
+  header_json.append((8 - header_json.size() % 8) % 8, ' ');
+  const uint64_t header_len = header_json.size();
+  char len_bytes[8];
+  std::memcpy(len_bytes, &header_len, 8);
+  out.write(len_bytes, 8);
+  out.write(header_json.data(), header_json.size());
+}
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, at::Tensor>> sorted;
@@ -315,15 +324,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     header[name] = {{"dtype", dtype}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string header_text = header.dump();
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');
-  const uint64_t header_len = header_text.size();
-  char len_bytes[8];
-  std::memcpy(len_bytes, &header_len, 8);
-
   FdWriter out(path);
-  out.write(len_bytes, 8);
-  out.write(header_text.data(), header_text.size());
+  write_safetensors_header(out, header.dump());
   for (const auto& [name, tensor] : sorted) {
     at::Tensor t = tensor.detach().to(at::kCPU).resolve_conj().resolve_neg().contiguous();
     out.write(t.data_ptr(), static_cast<size_t>(t.nbytes()));

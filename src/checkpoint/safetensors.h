@@ -86,6 +86,11 @@ class SafetensorsFile {
 // Writes `tensors` (any device/layout: copied to contiguous CPU) atomically: "<path>.tmp.<pid>", fsync,
 // rename. Names are sorted, data laid out in that order, header padded with spaces to a multiple of 8
 // bytes as HF does. Throws l4::Error on duplicate/empty names or unsupported dtypes.
+class FdWriter;
+// Writes the file's start: the 8-byte little-endian header length, then `header_json` (the dumped header
+// object) padded with spaces to a multiple of 8 bytes, as the format asks; the tensor data follows.
+void write_safetensors_header(FdWriter& out, std::string header_json);
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

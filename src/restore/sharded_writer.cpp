@@ -43,15 +43,8 @@ void write_shard(const std::string& path, std::vector<const PlannedTensor*> tens
     header[t->name] = {{"dtype", t->dtype}, {"shape", t->shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  const uint64_t header_len = text.size();
-  char len_bytes[8];
-  std::memcpy(len_bytes, &header_len, 8);
-
   checkpoint::FdWriter out(path);
-  out.write(len_bytes, 8);
-  out.write(text.data(), text.size());
+  checkpoint::write_safetensors_header(out, header.dump());
   for (const PlannedTensor* t : tensors) {
     uint64_t written = 0;
     const uint64_t want = planned_bytes(*t);

@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 TOL = 1e-4
 
 
-def make_base(path):
+def make_base(path, dtype=None, max_shard_size=None):
+    """A tiny random Llama4ForCausalLM saved to `path` (in `dtype` and shards of `max_shard_size` when given)."""
     from transformers import Llama4ForCausalLM, Llama4TextConfig
 
     torch.manual_seed(0)
@@ -33,7 +34,10 @@ def make_base(path):
         for name, p in model.named_parameters():
             if "experts" in name:
                 p.normal_(0.0, 0.2)
-    model.save_pretrained(path, safe_serialization=True)
+    if dtype is not None:
+        model.to(dtype)
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(path, safe_serialization=True, **kwargs)
 
 
 def hf_logits(model, ids):

@@ -19,6 +19,9 @@ import subprocess
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lora_peft_parity  # noqa: E402  (the same tiny base as the LoRA parity test)
 from safetensors import safe_open
 
 # bf16 logits of a 3-layer model with weights of std 0.2: one bf16 ulp at |logit| ~ 1 is 2**-7 ~ 8e-3;
@@ -30,21 +33,8 @@ TARGET_PARAMETERS = ["feed_forward.experts.gate_up_proj", "feed_forward.experts.
 
 
 def make_base(path):
-    from transformers import Llama4ForCausalLM, Llama4TextConfig
-
-    torch.manual_seed(0)
-    cfg = Llama4TextConfig(
-        vocab_size=101, hidden_size=16, intermediate_size=12, intermediate_size_mlp=20, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=4, num_local_experts=3, num_experts_per_tok=1,
-        interleave_moe_layer_step=2, attention_chunk_size=4, no_rope_layers=[1, 1, 0], floor_scale=4,
-        attn_scale=0.2, initializer_range=0.2, max_position_embeddings=64, tie_word_embeddings=False)
-    model = Llama4ForCausalLM(cfg).eval()
-    with torch.no_grad():  # HF leaves the expert tensors at zeros/empty until _init_weights; make them real
-        for name, p in model.named_parameters():
-            if "experts" in name:
-                p.normal_(0.0, 0.2)
-    model.to(torch.bfloat16).save_pretrained(path, safe_serialization=True, max_shard_size="4KB")
-    assert os.path.exists(os.path.join(path, "model.safetensors.index.json")), "the base should be sharded"
+    """The LoRA parity test's tiny base, in bf16 and split into many small shards."""
+    lora_peft_parity.make_base(path, dtype=torch.bfloat16, max_shard_size="4KB")
 
 
 def make_adapter(base, path):
