@@ -202,7 +202,7 @@ if [[ -f $DEPS/manifest.txt ]]; then
     need=$(objdump -T "$so" 2>/dev/null | grep -oE 'GLIBC_[0-9.]+' | sed 's/GLIBC_//' | sort -uV | tail -1)
     if [[ -n $need && -n $GLIBC_HAVE ]] && ! version_ge "$GLIBC_HAVE" "$need"; then
       soname=$(objdump -p "$so" 2>/dev/null | awk '/SONAME/ {print $2}')
-      if [[ $name == "$soname" ]] && ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$soname "; then
+      if [[ $name == "$soname" ]] && grep -q "^[[:space:]]*$soname " <<<"$(ldconfig -p 2>/dev/null)"; then
         echo "   $soname: the bundle's needs glibc $need, using this machine's own copy"
         continue
       elif [[ $name == "$soname" ]]; then

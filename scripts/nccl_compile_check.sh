@@ -88,5 +88,7 @@ say "linking $(basename "$LIB") against libnccl.so.2, libcudart, LibTorch, MPI (
 g++ -shared -Wl,--no-undefined -o "$LIB" "${objects[@]}" \
   -L"$DEPS/lib" -lnccl -L"$CUDA_LIB" -lcudart -L"$TORCH/lib" -ltorch_cpu -lc10 -lfmt \
   $(mpicxx --showme:link) -Wl,-rpath,"$DEPS/lib:$CUDA_LIB:$TORCH/lib"
-nm -D --undefined-only "$LIB" | grep -q ncclCommInitRank || { say "FAILED: NCCL symbols not referenced"; exit 1; }
+# Read the whole symbol list first: `nm | grep -q` under pipefail fails when grep exits early and nm gets SIGPIPE.
+undefined_symbols=$(nm -D --undefined-only "$LIB")
+grep -q ncclCommInitRank <<<"$undefined_symbols" || { say "FAILED: NCCL symbols not referenced"; exit 1; }
 say "ok: $LIB"
