@@ -180,6 +180,8 @@ struct TrainSection {
   // backward); 0 projects the whole batch to logits at once.
   int64_t loss_chunk_tokens = 1024;
   ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::kNone;
+  // true: start even when the memory estimate exceeds what the machine offers (train/memory_check.h).
+  bool skip_memory_check = false;
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -197,6 +199,7 @@ struct TrainSection {
     v("z_loss_coef", z_loss_coef);
     v("loss_chunk_tokens", loss_chunk_tokens);
     v("activation_checkpointing", activation_checkpointing);
+    v("skip_memory_check", skip_memory_check);
   }
 };
 

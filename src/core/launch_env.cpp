@@ -39,6 +39,12 @@ LaunchEnv detect_launch_env() {
   for (const char* name : local_vars) {
     if (read_int(name, &env.local_rank)) break;
   }
+  // SLURM_NTASKS_PER_NODE may read "2(x3)": its leading number is what this node runs.
+  const char* local_size_vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"};
+  for (const char* name : local_size_vars) {
+    if (read_int(name, &env.local_size)) break;
+  }
+  if (env.local_size < 1) env.local_size = 1;
   return env;
 }
 

@@ -8,6 +8,7 @@ struct LaunchEnv {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
+  int local_size = 1;           // ranks the launcher started on this machine
   bool under_launcher = false;  // true when an MPI/Slurm launcher started this process
 };
 

@@ -13,6 +13,7 @@
 #include "model/build.h"
 #include "model/dtype.h"
 #include "model/placed.h"
+#include "restore/model_memory.h"
 
 namespace l4::restore {
 namespace {
@@ -132,6 +133,11 @@ RestoredModel from_recipe(const config::Recipe& recipe, const std::string& check
   out.arch = recipe.arch;
   model::ModelOptions options = model_options(recipe, grid, device);
   options.expert_group = nullptr;  // every expert on this process, dropless
+  if (device.is_cpu() && !recipe.train.skip_memory_check) {
+    check_model_memory(recipe.arch, recipe.arch.vision_config.has_value(),
+                       static_cast<int>(c10::elementSize(options.dtype)), recipe.source, available_host_memory(),
+                       "set train.skip_memory_check: true (or L4_SKIP_MEMORY_CHECK=1) to load it anyway");
+  }
   out.model = model::build(recipe.arch, options);
   if (recipe.lora.rank > 0) out.lora = lora::options_from_recipe(recipe.lora, recipe.source);
   out.base_dir = weights_dir(recipe);
@@ -166,6 +172,11 @@ RestoredModel from_hf_dir(const std::string& dir, const std::string& adapter_dir
   options.device = device;
   options.dtype = dtype;
   options.vision = vision;
+  if (device.is_cpu()) {
+    check_model_memory(config::load_model_arch(dir), vision, static_cast<int>(c10::elementSize(dtype)),
+                       (fs::path(dir) / "config.json").string(), available_host_memory(),
+                       "set L4_SKIP_MEMORY_CHECK=1 to load it anyway");
+  }
   out.model = model::load_pretrained(dir, options);
   out.arch = out.model->arch();
   out.base_dir = dir;
