@@ -7,11 +7,13 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace l4::checkpoint {
 
 FdWriter::FdWriter(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0 && (errno == ENOSPC || errno == EDQUOT)) fail_write(path_, errno);
   L4_CHECK(fd_ >= 0, "{}: cannot create: {}", tmp_, std::strerror(errno));
 }
 
@@ -28,7 +30,7 @@ void FdWriter::write(const void* data, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd_, p, size);
     if (n < 0 && errno == EINTR) continue;
-    L4_CHECK(n > 0, "{}: write failed: {}", tmp_, n < 0 ? std::strerror(errno) : "no progress");
+    if (n <= 0) fail_write(path_, n < 0 ? errno : ENOSPC);  // no progress: nothing more fits
     p += n;
     size -= static_cast<size_t>(n);
   }
@@ -36,10 +38,15 @@ void FdWriter::write(const void* data, size_t size) {
 
 void FdWriter::commit() {
   L4_ASSERT(fd_ >= 0, "commit twice");
-  L4_CHECK(::fsync(fd_) == 0, "{}: fsync failed: {}", tmp_, std::strerror(errno));
-  const int closed = ::close(fd_);
+  // Delayed allocation and network file systems report a full disk at fsync or close, not at write.
+  if (::fsync(fd_) != 0) fail_write(path_, errno);  // the destructor removes the temporary file
+  const int closed = ::close(fd_) == 0 ? 0 : errno;
   fd_ = -1;
-  if (closed != 0 || ::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (closed != 0) {
+    ::unlink(tmp_.c_str());
+    fail_write(path_, closed);
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp_.c_str());
     L4_FAIL("{}: cannot finish writing: {}", path_, std::strerror(err));

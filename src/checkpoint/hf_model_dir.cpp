@@ -20,7 +20,11 @@ void copy_tokenizer_files(const std::string& from, const std::string& output_dir
                         "tokenizer.model", "chat_template.jinja", "chat_template.json",
                         "generation_config.json", "preprocessor_config.json", "processor_config.json"}) {
     const fs::path src = dir / f;
-    if (fs::exists(src)) fs::copy_file(src, fs::path(output_dir) / f, fs::copy_options::overwrite_existing);
+    if (!fs::exists(src)) continue;
+    const fs::path dst = fs::path(output_dir) / f;
+    std::error_code ec;
+    fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
+    if (ec) fail_write(dst.string(), ec.value());
   }
 }
 

@@ -114,6 +114,7 @@ at::ScalarType scalar_type_of(const std::string& name, const std::string& where)
 void silence_hdf5_errors() {
   static bool done = false;
   if (!done) {
+    H5dont_atexit();  // see data/hdf5_util.cpp: no second close of a file whose write failed, at exit
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // we report errors ourselves, naming the file
     done = true;
   }
@@ -131,7 +132,9 @@ std::string rank_file_name(int rank) { return fmt::format("rank_{:05d}.h5", rank
 // Writes this rank's pieces; returns their index entries.
 nlohmann::json write_rank_file(const std::string& path, const std::vector<TensorPiece>& pieces) {
   silence_hdf5_errors();
+  errno = 0;  // HDF5 fails without its own errno; the system call's, where it keeps it, names a full disk
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0 && out_of_space(path, errno)) fail_write(path, errno);
   L4_CHECK(file >= 0, "{}: cannot create checkpoint shard", path);
   nlohmann::json entries = nlohmann::json::array();
   for (size_t i = 0; i < pieces.size(); ++i) {
@@ -142,11 +145,14 @@ nlohmann::json write_rank_file(const std::string& path, const std::vector<Tensor
     std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
     const hid_t space = dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
     const hid_t set = H5Dcreate2(file, dataset.c_str(), info.h5_type(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    errno = 0;
     const bool ok = set >= 0 && (t.numel() == 0 || H5Dwrite(set, info.h5_type(), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) >= 0);
     if (set >= 0) H5Dclose(set);
     H5Sclose(space);
     if (!ok) {
+      const int err = errno;
       H5Fclose(file);
+      if (out_of_space(path, err)) fail_write(path, err);
       L4_FAIL("{}: cannot write tensor '{}'", path, piece.name);
     }
     const size_t bytes = t.numel() * t.element_size();
@@ -161,7 +167,12 @@ nlohmann::json write_rank_file(const std::string& path, const std::vector<Tensor
                        {"bytes", bytes},
                        {"crc32", crc32(t.data_ptr(), bytes)}});
   }
-  L4_CHECK(H5Fclose(file) >= 0, "{}: cannot close checkpoint shard", path);
+  errno = 0;
+  if (H5Fclose(file) < 0) {  // buffered data is written at close
+    const int err = errno;
+    if (out_of_space(path, err)) fail_write(path, err);
+    L4_FAIL("{}: cannot close checkpoint shard", path);
+  }
   fsync_path(path);
   return entries;
 }
@@ -234,16 +245,39 @@ void rotate(const std::string& dir, int64_t keep_last, const std::string& newest
 
 }  // namespace
 
+namespace {
+std::string write_checkpoint_files(const SaveRequest& request, const SaveCollective& collective,
+                                   const std::string& final_dir, const std::string& tmp_dir);
+}  // namespace
+
 std::string step_dir_name(int64_t step) { return fmt::format("step_{:07d}", step); }
 
 std::string save_checkpoint(const SaveRequest& request, const SaveCollective& collective) {
   const std::string final_dir = (fs::path(request.dir) / step_dir_name(request.step)).string();
   const std::string tmp_dir = final_dir + ".tmp";
-  if (collective.rank == 0) {
-    fs::remove_all(tmp_dir);  // a leftover of a killed save of the same step
-    fs::create_directories(tmp_dir);
+  // A failed save (a full disk) leaves no half-written step behind: the previous checkpoints and `latest`
+  // stay as they were. Every rank writes into the same directory, so whichever fails removes it.
+  std::error_code ignored;
+  try {
+    if (collective.rank == 0) {
+      fs::remove_all(tmp_dir);  // a leftover of a killed save of the same step
+      fs::create_directories(tmp_dir);
+    }
+    collective.barrier();
+    return write_checkpoint_files(request, collective, final_dir, tmp_dir);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp_dir, ignored);
+    fail_write(e.path1().empty() ? tmp_dir : e.path1().string(), e.code().value());
+  } catch (...) {
+    fs::remove_all(tmp_dir, ignored);
+    throw;
   }
-  collective.barrier();
+}
+
+namespace {
+
+std::string write_checkpoint_files(const SaveRequest& request, const SaveCollective& collective,
+                                   const std::string& final_dir, const std::string& tmp_dir) {
   const std::string file = rank_file_name(collective.rank);
   nlohmann::json mine;
   mine["rank"] = collective.rank;
@@ -302,6 +336,8 @@ std::string save_checkpoint(const SaveRequest& request, const SaveCollective& co
   collective.barrier();  // nobody proceeds (or exits) before the checkpoint is complete
   return final_dir;
 }
+
+}  // namespace
 
 std::vector<std::string> Checkpoint::names() const {
   std::vector<std::string> out;

@@ -1,11 +1,20 @@
 #include "data/hdf5_util.h"
 
+#include <cerrno>
 #include <mutex>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace l4::data::h5 {
 namespace {
+
+// HDF5 reports failures without errno of its own; the system call's, where it survives, or a file system
+// with no space left names a full disk ("disk full (no space left on device) writing <path>").
+[[noreturn]] void fail_h5_write(const std::string& path, int err, const std::string& what) {
+  if (out_of_space(path, err)) fail_write(path, err);
+  L4_FAIL("{}: {}", path, what);
+}
 
 hid_t native_type(Dtype dtype) {
   switch (dtype) {
@@ -88,7 +97,12 @@ void Handle::reset() {
 
 void silence_errors() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // No library shutdown at exit: after a write failed on a full disk HDF5 keeps the file open, and closing
+    // it again at exit crashes inside HDF5. Every file we write is closed explicitly before that.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 File File::open_read(const std::string& path) {
@@ -107,15 +121,19 @@ File File::create(const std::string& path) {
   silence_errors();
   File f;
   f.path_ = path;
+  errno = 0;
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  L4_CHECK(id >= 0, "{}: cannot create HDF5 file", path);
+  if (id < 0) fail_h5_write(path, errno, "cannot create HDF5 file");
   f.file_ = Handle(id, H5Fclose);
   return f;
 }
 
 bool File::has(const std::string& name) const { return H5Lexists(file_.id(), name.c_str(), H5P_DEFAULT) > 0; }
 
-void File::flush() { L4_CHECK(H5Fflush(file_.id(), H5F_SCOPE_LOCAL) >= 0, "{}: flush failed", path_); }
+void File::flush() {
+  errno = 0;
+  if (H5Fflush(file_.id(), H5F_SCOPE_LOCAL) < 0) fail_h5_write(path_, errno, "flush failed");
+}
 
 std::vector<uint64_t> read_all_u64(const File& file, const std::string& name, int rank) {
   const Dataset dataset(file, name, Dtype::kU64, rank);
@@ -162,8 +180,9 @@ void write_dataset(File& file, const std::string& name, Dtype dtype, const std::
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
   if (n == 0) return;
-  L4_CHECK(H5Dwrite(dataset.id(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
-           "{}: writing dataset '{}' failed (disk full?)", file.path(), name);
+  errno = 0;
+  if (H5Dwrite(dataset.id(), native_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    fail_h5_write(file.path(), errno, fmt::format("writing dataset '{}' failed", name));
 }
 
 Appender::Appender(File& file, const std::string& name, Dtype dtype, const std::vector<uint64_t>& row_shape,
@@ -196,13 +215,15 @@ void Appender::append(const void* rows, uint64_t count) {
     start.push_back(0);
     extent.push_back(d);
   }
-  L4_CHECK(H5Dset_extent(dataset_.id(), new_dims.data()) >= 0, "{}: growing dataset '{}' failed",
-           file_->path(), name_);
+  errno = 0;
+  if (H5Dset_extent(dataset_.id(), new_dims.data()) < 0)
+    fail_h5_write(file_->path(), errno, fmt::format("growing dataset '{}' failed", name_));
   Handle space(H5Dget_space(dataset_.id()), H5Sclose);
   H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr);
   Handle memspace(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), H5Sclose);
-  L4_CHECK(H5Dwrite(dataset_.id(), native_type(dtype_), memspace.id(), space.id(), H5P_DEFAULT, rows) >= 0,
-           "{}: writing dataset '{}' failed (disk full?)", file_->path(), name_);
+  errno = 0;
+  if (H5Dwrite(dataset_.id(), native_type(dtype_), memspace.id(), space.id(), H5P_DEFAULT, rows) < 0)
+    fail_h5_write(file_->path(), errno, fmt::format("writing dataset '{}' failed", name_));
   size_ += count;
 }
 
