@@ -67,9 +67,9 @@ class RowType {
 class MpiWork final : public Work {
  public:
   MpiWork(MPI_Request request, at::Tensor buffer, at::Tensor target, double scale,
-          std::shared_ptr<CollectiveWatchdog> watchdog, std::string comm_name)
+          std::shared_ptr<CollectiveWatchdog> watchdog, std::string comm_name, std::vector<int> members)
       : request_(request), buffer_(std::move(buffer)), target_(std::move(target)), scale_(scale),
-        watchdog_(std::move(watchdog)), comm_name_(std::move(comm_name)) {}
+        watchdog_(std::move(watchdog)), comm_name_(std::move(comm_name)), members_(std::move(members)) {}
   ~MpiWork() override {
     // A destructor must not throw; an unwaited failed request has nobody left to tell.
     if (!done_) {
@@ -82,7 +82,7 @@ class MpiWork final : public Work {
   void wait() override {
     if (done_) return;
     {
-      CollectiveWatchdog::Scope scope(watchdog_.get(), "all_reduce (async wait)", comm_name_);
+      CollectiveWatchdog::Scope scope(watchdog_.get(), "all_reduce (async wait)", comm_name_, &members_);
       check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
     }
     done_ = true;
@@ -98,6 +98,7 @@ class MpiWork final : public Work {
   double scale_;
   std::shared_ptr<CollectiveWatchdog> watchdog_;
   std::string comm_name_;
+  std::vector<int> members_;
   bool done_ = false;
 };
 
@@ -108,6 +109,17 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owned, std::string name,
     : comm_(comm), owned_(owned), name_(std::move(name)), watchdog_(std::move(watchdog)) {
   check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  // The world ranks of this communicator's members, for the watchdog's "ranks that did not arrive".
+  MPI_Group group, world;
+  check_mpi(MPI_Comm_group(comm_, &group), "MPI_Comm_group");
+  check_mpi(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
+  std::vector<int> mine(static_cast<size_t>(size_));
+  for (int i = 0; i < size_; ++i) mine[static_cast<size_t>(i)] = i;
+  world_ranks_.resize(static_cast<size_t>(size_));
+  check_mpi(MPI_Group_translate_ranks(group, size_, mine.data(), world, world_ranks_.data()),
+            "MPI_Group_translate_ranks");
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -143,12 +155,12 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor& tensor, Redu
   const double scale = op == ReduceOp::kAvg ? 1.0 / size_ : 1.0;
   MPI_Request request;
   {
-    CollectiveWatchdog::Scope scope(watchdog_.get(), "all_reduce", name_);
+    CollectiveWatchdog::Scope scope(watchdog_.get(), "all_reduce", name_, &world_ranks_);
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buffer.data_ptr(), checked_int(buffer.numel(), "all_reduce elements"),
                              reduce_type(buffer.scalar_type()), mpi_op(op), comm_, &request),
               "MPI_Iallreduce");
   }
-  return std::make_unique<MpiWork>(request, buffer, tensor, scale, watchdog_, name_);
+  return std::make_unique<MpiWork>(request, buffer, tensor, scale, watchdog_, name_, world_ranks_);
 }
 
 at::Tensor MpiCommunicator::all_gather(const at::Tensor& tensor) {
@@ -159,7 +171,7 @@ at::Tensor MpiCommunicator::all_gather(const at::Tensor& tensor) {
   shape[0] *= size_;
   at::Tensor output = input.new_empty(shape);
   const int bytes = checked_int(nbytes(input), "all_gather bytes per rank");
-  CollectiveWatchdog::Scope scope(watchdog_.get(), "all_gather", name_);
+  CollectiveWatchdog::Scope scope(watchdog_.get(), "all_gather", name_, &world_ranks_);
   check_mpi(MPI_Allgather(input.data_ptr(), bytes, MPI_BYTE, output.data_ptr(), bytes, MPI_BYTE, comm_),
             "MPI_Allgather");
   return output;
@@ -179,7 +191,7 @@ at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& tensor, ReduceOp op
   shape[0] /= size_;
   at::Tensor output = input.new_empty(shape);
   {
-    CollectiveWatchdog::Scope scope(watchdog_.get(), "reduce_scatter", name_);
+    CollectiveWatchdog::Scope scope(watchdog_.get(), "reduce_scatter", name_, &world_ranks_);
     check_mpi(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(),
                                        checked_int(output.numel(), "reduce_scatter elements"),
                                        reduce_type(input.scalar_type()), mpi_op(op), comm_),
@@ -212,7 +224,7 @@ at::Tensor MpiCommunicator::all_to_all_v(const at::Tensor& input, const std::vec
     soff += send_counts[i];
     roff += recv_counts[i];
   }
-  CollectiveWatchdog::Scope scope(watchdog_.get(), "all_to_all_v", name_);
+  CollectiveWatchdog::Scope scope(watchdog_.get(), "all_to_all_v", name_, &world_ranks_);
   if (row_bytes == 0) {
     // Nothing to move, but peers still enter the collective: keep the call order identical.
     check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
@@ -232,7 +244,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   at::NoGradGuard no_grad;
   at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
   {
-    CollectiveWatchdog::Scope scope(watchdog_.get(), "broadcast", name_);
+    CollectiveWatchdog::Scope scope(watchdog_.get(), "broadcast", name_, &world_ranks_);
     check_mpi(MPI_Bcast(buffer.data_ptr(), checked_int(nbytes(buffer), "broadcast bytes"), MPI_BYTE, root, comm_),
               "MPI_Bcast");
   }
@@ -240,7 +252,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
 }
 
 void MpiCommunicator::barrier() {
-  CollectiveWatchdog::Scope scope(watchdog_.get(), "barrier", name_);
+  CollectiveWatchdog::Scope scope(watchdog_.get(), "barrier", name_, &world_ranks_);
   check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
 }
 
@@ -253,7 +265,7 @@ void MpiCommunicator::abort(int code) {
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   MPI_Comm child = MPI_COMM_NULL;
   {
-    CollectiveWatchdog::Scope scope(watchdog_.get(), "split", name_);
+    CollectiveWatchdog::Scope scope(watchdog_.get(), "split", name_, &world_ranks_);
     check_mpi(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &child), "MPI_Comm_split");
   }
   if (child == MPI_COMM_NULL) return nullptr;

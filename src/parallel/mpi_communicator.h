@@ -8,6 +8,8 @@
 #include <mpi.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 
@@ -48,6 +50,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_;
   bool owned_;
   std::string name_;
+  std::vector<int> world_ranks_;  // world rank of each member
   std::shared_ptr<CollectiveWatchdog> watchdog_;
   int rank_ = 0;
   int size_ = 1;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.h"
 
@@ -14,6 +15,9 @@ class MpiCommunicator;
 struct DistributedOptions {
   // A collective running longer than this aborts the job (0 = no watchdog).
   double collective_timeout_s = 0.0;
+  // Directory every rank sees (the run directory's .collectives) through which the watchdog of a rank that
+  // times out asks the others where they are; empty: the message cannot name the ranks that did not arrive.
+  std::string roll_call_dir;
 };
 
 class MpiRuntime {
