@@ -12,8 +12,11 @@
 # variables of this shell reach every rank (OMPI_MCA_* ones configure mpirun itself).
 # SIGTERM or SIGINT to this script (or SIGUSR1) makes every rank finish its step, write a checkpoint and
 # exit 0: the script passes them to mpirun as SIGUSR1, which Open MPI forwards at once (SIGTERM itself it
-# would follow with SIGKILL after L4_STOP_GRACE_S s); `checkpoint.resume: auto` continues from it.
+# would follow with SIGKILL after L4_STOP_GRACE_S s); `checkpoint.resume: auto` continues from it. A stop
+# during start-up ends the ranks before their first step (exit 0, nothing to save).
 set -euo pipefail
+stop=0
+trap 'stop=1' TERM INT USR1  # at once: a stop while this script starts is passed on once mpirun runs
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${L4_BINARY:-$ROOT/build/bin/llama4}
 ranks=2
@@ -26,7 +29,7 @@ while getopts "n:H:p:t:h" opt; do
     H) hostfile=$OPTARG ;;
     p) per_node=$OPTARG ;;
     t) threads=$OPTARG ;;
-    h) sed -n '2,15p' "$0"; exit 0 ;;
+    h) sed -n '2,16p' "$0"; exit 0 ;;
     *) exit 1 ;;
   esac
 done
@@ -73,14 +76,47 @@ for name in $(compgen -e); do
 done
 # mpirun runs as a child, not exec'd: on SIGTERM Open MPI kills the ranks after its grace time, which can
 # cut a checkpoint short; SIGUSR1 it forwards at once and the ranks' handler checkpoints and exits 0.
-mpirun "${args[@]}" "$BIN" "$@" &
-mpirun_pid=$!
-forward_stop() { kill -USR1 "$mpirun_pid" 2>/dev/null || true; }
+# A stop that arrives while the job starts must not be lost nor kill anything: the trap exists before
+# mpirun does; mpirun is sent SIGUSR1 only once /proc shows it catching it (before, the signal would kill
+# it); each rank starts with SIGUSR1 ignored (set by the sh below, kept through exec) until llama4's main
+# installs its handler, so a copy that reaches a rank still loading its libraries is dropped, not fatal;
+# and the stop is sent again every second until the ranks on this node catch it (then once more). Not
+# after that: mpirun drops its own handler while it exits, and a late copy would kill it.
+delivered=0
+mpirun_pid=""
+catches_usr1() {  # bit 10 (SIGUSR1) of the process's caught-signal mask
+  local mask
+  mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+  [[ -n $mask ]] && (((16#$mask >> 9) & 1))
+}
+local_ranks_ready() {  # every llama4 process under mpirun (two levels: ranks, or orted's ranks) catches it
+  local pid found=0
+  for pid in $(pgrep -P "$mpirun_pid" 2>/dev/null) $(pgrep -P "$(pgrep -d, -P "$mpirun_pid" 2>/dev/null)" 2>/dev/null); do
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] || continue
+    catches_usr1 "$pid" || return 1
+    found=1
+  done
+  ((found))
+}
+forward_stop() {
+  stop=1
+  if ((!delivered)) && [[ -n $mpirun_pid ]] && catches_usr1 "$mpirun_pid"; then
+    local ready=0
+    local_ranks_ready && ready=1
+    kill -USR1 "$mpirun_pid" 2>/dev/null
+    ((ready)) && delivered=1
+  fi
+  return 0
+}
 trap forward_stop TERM INT USR1
+# shellcheck disable=SC2016  # $0 and $@ are the inner sh's
+mpirun "${args[@]}" /bin/sh -c 'trap "" USR1; exec "$0" "$@"' "$BIN" "$@" &
+mpirun_pid=$!
 set +e
-while :; do
-  wait "$mpirun_pid"
-  rc=$?
-  kill -0 "$mpirun_pid" 2>/dev/null || break  # wait returns early (rc > 128) when a trapped signal arrives
+while kill -0 "$mpirun_pid" 2>/dev/null; do
+  ((stop && !delivered)) && forward_stop
+  sleep 1 &
+  wait $! 2>/dev/null  # a trapped signal ends this wait early
 done
-exit "$rc"
+wait "$mpirun_pid"
+exit $?

@@ -1,5 +1,6 @@
 // llama4 entry point: dispatches to subcommands and is the only place that catches errors and sets
 // the exit code (0 success, 1 user error, 2 internal error).
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/launch_env.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "train/signals.h"
 
 namespace {
 
@@ -64,6 +66,19 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First thing: a stop signal that arrives while training starts (MPI, model, data, resume take seconds
+  // to minutes) is recorded and honoured at the first step instead of killing the rank (the default
+  // action of SIGTERM and SIGUSR1). Only training has a loop that looks at it.
+  // launch/mpirun.sh starts ranks with SIGUSR1 ignored (so that one arriving before this line is dropped,
+  // not fatal, and repeats the stop): other commands get the default back, a stop still ends them.
+  if (argc >= 2 && std::string(argv[1]) == "train") {
+    l4::train::install_stop_signal_handlers();
+  } else {
+    std::signal(SIGUSR1, SIG_DFL);
+  }
+  // A file beyond the size limit (ulimit -f) must fail its write (EFBIG, reported with the file's name),
+  // not kill the process half-way through a checkpoint or export.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return run(argc, argv);
   } catch (const l4::Error& e) {

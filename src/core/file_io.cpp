@@ -40,16 +40,19 @@ bool no_space_left(const std::string& path) {
 
 std::string write_error(const std::string& path, int err) {
   if (err == ENOSPC || err == EDQUOT || no_space_left(path))
-    return fmt::format("disk full (no space left on device) writing {}: free some space (or write elsewhere) "
-                       "and run again",
-                       path);
+    return fmt::format(
+        "disk full (no space left on device) writing {}: free some space (or write elsewhere) "
+        "and run again",
+        path);
   if (err == EFBIG)
-    return fmt::format("file size limit exceeded (EFBIG: the file is larger than 'ulimit -f' allows) writing {}",
-                       path);
+    return fmt::format(
+        "file size limit exceeded (EFBIG: the file is larger than 'ulimit -f' allows) writing {}", path);
   return fmt::format("{}: write failed: {}", path, err != 0 ? std::strerror(err) : "unknown error");
 }
 
-void fail_write(const std::string& path, int err) { throw Error(write_error(path, err)); }
+void fail_write(const std::string& path, int err) {
+  throw Error(write_error(path, err));
+}
 
 bool out_of_space(const std::string& path, int err) {
   return err == ENOSPC || err == EDQUOT || err == EFBIG || no_space_left(path);

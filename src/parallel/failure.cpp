@@ -132,7 +132,8 @@ void CollectiveWatchdog::answer_roll_call() {
   const std::string token = read_small_file(roll_call_dir_ + "/roll_call");
   if (token.empty() || token == answered_token_) return;
   answered_token_ = token;
-  // "<token>\n<in|out> <seq> <comm> <op>": inside the collective or not, and which one (the last one when out).
+  // "<token>\n<in|out> <seq> <comm> <op>": inside the collective or not, and which one (the last one when
+  // out).
   write_small_file(fmt::format("{}/rank_{}", roll_call_dir_, world_rank_),
                    fmt::format("{}\n{} {} {} {}", token, active_ ? "in" : "out", seq_, comm_name_, op_));
 }
@@ -183,7 +184,8 @@ std::string CollectiveWatchdog::missing_ranks(const std::string& op, const std::
     if (!their_op.empty() && their_op[0] == ' ') their_op.erase(0, 1);
     if (where == "in" && their_seq == seq && their_comm == comm) continue;  // arrived
     if (where == "in") {
-      missing.push_back(fmt::format("{} (waiting in {} #{} on '{}' instead)", r, their_op, their_seq, their_comm));
+      missing.push_back(
+          fmt::format("{} (waiting in {} #{} on '{}' instead)", r, their_op, their_seq, their_comm));
     } else {
       missing.push_back(fmt::format("{} (running outside any collective; its last was {} #{} on '{}')", r,
                                     their_seq > 0 ? their_op : "none", their_seq, their_comm));

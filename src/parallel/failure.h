@@ -77,7 +77,7 @@ class CollectiveWatchdog {
   const char* op_ = "";
   std::string comm_name_;
   std::vector<int> members_;
-  int64_t seq_ = 0;                        // number of the current (or last) collective on comm_name_
+  int64_t seq_ = 0;                         // number of the current (or last) collective on comm_name_
   std::map<std::string, int64_t> entered_;  // collectives entered per communicator
   double started_ = 0.0;
   std::string roll_call_dir_;

@@ -68,8 +68,13 @@ class MpiWork final : public Work {
  public:
   MpiWork(MPI_Request request, at::Tensor buffer, at::Tensor target, double scale,
           std::shared_ptr<CollectiveWatchdog> watchdog, std::string comm_name, std::vector<int> members)
-      : request_(request), buffer_(std::move(buffer)), target_(std::move(target)), scale_(scale),
-        watchdog_(std::move(watchdog)), comm_name_(std::move(comm_name)), members_(std::move(members)) {}
+      : request_(request),
+        buffer_(std::move(buffer)),
+        target_(std::move(target)),
+        scale_(scale),
+        watchdog_(std::move(watchdog)),
+        comm_name_(std::move(comm_name)),
+        members_(std::move(members)) {}
   ~MpiWork() override {
     // A destructor must not throw; an unwaited failed request has nobody left to tell.
     if (!done_) {

@@ -43,7 +43,8 @@ MpiRuntime& MpiRuntime::init(const DistributedOptions& options) {
   log::set_rank(runtime->rank_, runtime->size_);
   if (options.collective_timeout_s > 0) {
     runtime->watchdog_ = std::make_shared<CollectiveWatchdog>(options.collective_timeout_s, runtime->rank_);
-    if (!options.roll_call_dir.empty()) runtime->watchdog_->set_roll_call(options.roll_call_dir, runtime->size_);
+    if (!options.roll_call_dir.empty())
+      runtime->watchdog_->set_roll_call(options.roll_call_dir, runtime->size_);
   }
   runtime->world_ = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false, "world", runtime->watchdog_);
   g_runtime = runtime;

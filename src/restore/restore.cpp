@@ -135,7 +135,8 @@ RestoredModel from_recipe(const config::Recipe& recipe, const std::string& check
   options.expert_group = nullptr;  // every expert on this process, dropless
   if (device.is_cpu() && !recipe.train.skip_memory_check) {
     check_model_memory(recipe.arch, recipe.arch.vision_config.has_value(),
-                       static_cast<int>(c10::elementSize(options.dtype)), recipe.source, available_host_memory(),
+                       static_cast<int>(c10::elementSize(options.dtype)), recipe.source,
+                       available_host_memory(),
                        "set train.skip_memory_check: true (or L4_SKIP_MEMORY_CHECK=1) to load it anyway");
   }
   out.model = model::build(recipe.arch, options);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -34,6 +35,7 @@
 #include "train/flops.h"
 #include "train/gemm_probe.h"
 #include "train/lr_schedule.h"
+#include "train/memory_check.h"
 #include "train/metrics_log.h"
 #include "train/optimizer_setup.h"
 #include "train/rng_state.h"
@@ -86,6 +88,18 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
+// Test hook: L4_TEST_STALL=<rank>:<step>:<seconds> makes that rank sleep before that step, as a rank stuck
+// outside the collectives would (the others then time out in the step's first collective).
+void stall_for_tests(int rank, int64_t step) {
+  static const char* spec = std::getenv("L4_TEST_STALL");
+  if (spec == nullptr) return;
+  int stall_rank = -1;
+  long long stall_step = -1;
+  double seconds = 0;
+  if (std::sscanf(spec, "%d:%lld:%lf", &stall_rank, &stall_step, &seconds) != 3) return;
+  if (rank == stall_rank && step == stall_step) ::sleep(static_cast<unsigned>(seconds));
+}
+
 struct StepResult {
   double loss = 0.0;      // token-weighted mean over the global batch
   double aux_loss = 0.0;  // router loss, averaged over micro-batches and ranks
@@ -107,6 +121,9 @@ class Trainer {
     L4_CHECK(t.global_batch % (t.micro_batch * host_.size()) == 0,
              "{}: train.global_batch={} must be a multiple of train.micro_batch={} x {} ranks",
              recipe_.source, t.global_batch, t.micro_batch, host_.size());
+    // Before anything is allocated: a size that cannot fit this machine ends here, naming its keys.
+    check_training_memory(recipe_, host_.size(), detect_launch_env().local_size, options.eval_only,
+                          available_host_memory());
     torch::manual_seed(static_cast<uint64_t>(t.seed));
     model_ = model::build(recipe_.arch, restore::model_options(recipe_, grid_, device_));
     for (model::PlacedParam& p : model::trainable_parameters(*model_)) {
@@ -146,8 +163,7 @@ class Trainer {
     for (const NamedParam& p : trainable_) sync.push_back({p.name, p.param, p.placement});
     grad_sync_ = std::make_unique<parallel::GradSync>(std::move(sync), grid_, sync_options);
     if (options.eval_only) return evaluate_and_print();
-    install_stop_signal_handlers();  // early: a signal during start-up stops at the first step with a
-                                     // checkpoint
+    install_stop_signal_handlers();  // (again: main installs them first for `llama4 train`)
     take_run_locks();
     identity_ = run_identity(recipe_);
     loader_ = std::make_unique<data::ShardedLoader>(
@@ -213,8 +229,22 @@ class Trainer {
         t.global_batch, recipe_.data.seq_len);
     Stopwatch run_clock;
     const double elapsed_before = counters_.elapsed_s;
+    const int64_t first_step = counters_.step;
     while (counters_.step < last) {
-      if (agree_to_stop()) {
+      stall_for_tests(host_.rank(), counters_.step + 1);
+      const bool stop = agree_to_stop();  // collective: once per iteration on every rank
+      if (stop && counters_.step == first_step) {
+        // Stopped during start-up: nothing was trained since the last checkpoint (if any), so there is
+        // nothing to save; the next start resumes from where this one would have.
+        L4_LOG_INFO(
+            "stop requested before the first step (signal {}): exiting without a checkpoint, "
+            "nothing trained since step {}",
+            stop_signal(), counters_.step);
+        if (host_.rank() == 0)
+          std::printf("stopped before the first step (step %lld)\n", static_cast<long long>(counters_.step));
+        return 0;
+      }
+      if (stop) {
         save();
         L4_LOG_INFO("preempted at step {} (checkpoint written)", counters_.step);
         if (host_.rank() == 0)
@@ -593,6 +623,7 @@ class Trainer {
 int run_training(const config::Recipe& recipe, const TrainerOptions& options) {
   parallel::DistributedOptions distributed;
   distributed.collective_timeout_s = recipe.parallel.timeout_s;
+  distributed.roll_call_dir = recipe.logging.run_dir + "/.collectives";
   parallel::Communicator& host = parallel::init_distributed(distributed).world();
   int exit_code = 0;
   parallel::run_or_abort(host, [&] {
