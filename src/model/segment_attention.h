@@ -38,7 +38,7 @@ struct SegmentPlan {
 };
 
 // Plan for segment starts `starts` (flat, row-major, starts[0] must be true; a row start is a segment
-// start) over `tokens` tokens. `call_cost` as for bucket_segment_lengths.
+// start), one flag per token. `call_cost` as for bucket_segment_lengths.
 SegmentPlan plan_segments(const std::vector<uint8_t>& starts, double call_cost, const at::Device& device);
 
 // Causal attention of every segment of `plan` on its own: q [B, T, H, D], k, v [B, T, Hkv, D] (GQA when
