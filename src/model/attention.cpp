@@ -115,45 +115,35 @@ at::Tensor unpacked_attention(const at::Tensor& q, const at::Tensor& k, const at
   return pad ? unfolded.narrow(1, 0, seq_len) : unfolded;
 }
 
-// Packed rows too long for [B, 1, T, T] masks: each document on its own (memory O(T * C) on RoPE layers,
-// compute sum of squared document lengths). split/cat keep the backward to one copy.
-at::Tensor per_document_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const std::vector<int64_t>& lengths,
-                                  const std::optional<int64_t>& chunk_size, double scale) {
-  const auto qs = q.flatten(0, 1).split_with_sizes(lengths);
-  const auto ks = k.flatten(0, 1).split_with_sizes(lengths);
-  const auto vs = v.flatten(0, 1).split_with_sizes(lengths);
-  std::vector<at::Tensor> outs;
-  outs.reserve(lengths.size());
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    outs.push_back(
-        unpacked_attention(qs[i].unsqueeze(0), ks[i].unsqueeze(0), vs[i].unsqueeze(0), chunk_size, scale)
-            .squeeze(0));
-  }
-  return torch::cat(outs, 0).view({q.size(0), q.size(1), -1});
-}
-
 }  // namespace
 
-const std::vector<int64_t>& AttentionContext::document_lengths() {
-  if (document_lengths_.empty() && packed()) {
-    // Runs of equal doc ids in row-major order; a row start always starts a run (offset 0).
-    const at::Tensor starts = offsets_.eq(0).flatten().nonzero().flatten().to(torch::kCPU);
-    const int64_t n = starts.numel(), total = batch_ * seq_len_;
-    const int64_t* s = starts.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) document_lengths_.push_back((i + 1 < n ? s[i + 1] : total) - s[i]);
+const SegmentPlan& AttentionContext::segment_plan(bool chunked, int64_t heads, int64_t head_dim) {
+  L4_ASSERT(packed(), "segments are only planned for packed sequences");
+  // On RoPE layers chunks restart at every multiple of the chunk size within the document (the rule of
+  // chunked_mask: same document and same offset / chunk); a chunk as long as the row never cuts.
+  const bool cut = chunked && chunk_size_ && *chunk_size_ < seq_len_;
+  std::optional<SegmentPlan>& plan = cut ? chunked_plan_ : global_plan_;
+  if (!plan) {
+    const at::Tensor offsets = offsets_.to(torch::kCPU).contiguous();
+    const int64_t* o = offsets.data_ptr<int64_t>();
+    std::vector<uint8_t> starts(static_cast<size_t>(offsets.numel()));
+    for (size_t i = 0; i < starts.size(); ++i) starts[i] = cut ? o[i] % *chunk_size_ == 0 : o[i] == 0;
+    // One call costs about as much as kCallMacs multiply-adds of attention; a causal query-key pair of one
+    // head takes 2 * head_dim (scores and values).
+    constexpr double kCallMacs = 1e6;
+    plan = plan_segments(starts, kCallMacs / double(2 * heads * head_dim), offsets_.device());
   }
-  return document_lengths_;
+  return *plan;
 }
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             AttentionContext& context, bool chunked, double scale) {
   const std::optional<int64_t> chunk_size = chunked ? context.chunk_size() : std::nullopt;
   if (!context.packed()) return unpacked_attention(q, k, v, chunk_size, scale);
-  if (context.batch() * context.seq_len() * context.seq_len() <= context.max_mask_elements) {
+  if (context.packed_attention == PackedAttention::kMasks) {
     return sdpa(q, k, v, chunked ? context.chunked_mask() : context.global_mask(), scale);
   }
-  return per_document_attention(q, k, v, context.document_lengths(), chunk_size, scale);
+  return segment_attention(q, k, v, context.segment_plan(chunked, q.size(2), q.size(3)), scale);
 }
 
 at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

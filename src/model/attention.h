@@ -14,8 +14,18 @@
 #include "model/kv_cache.h"
 #include "model/layers.h"
 #include "model/rope.h"
+#include "model/segment_attention.h"
 
 namespace l4::model {
+
+// How packed rows (several documents per row) attend.
+enum class PackedAttention {
+  // Each causal segment (a document; on RoPE layers a document's chunk) on its own, segments of similar
+  // length batched into is_causal calls: no [T, T] mask, work of the causal pairs actually needed.
+  kSegments,
+  // Boolean [B, 1, T, T] masks over the whole row: O(T^2) memory and work. The reference for kSegments.
+  kMasks,
+};
 
 // Everything about positions and documents that all layers of one forward pass share.
 //   position_ids: RoPE positions [B, T] (default: the offset within the document).
@@ -42,13 +52,12 @@ class AttentionContext {
   // Boolean masks [B, 1, T, T] (true = may attend), built on first use; only needed with packing.
   const at::Tensor& global_mask();
   const at::Tensor& chunked_mask();
-  // Lengths of the documents in row-major order (one host sync, on first use); only with packing.
-  const std::vector<int64_t>& document_lengths();
+  // Segments of the packed rows (documents, or documents cut into chunks), built on first use (one host
+  // sync per context); heads and head_dim weigh the work of a segment against the cost of a call.
+  const SegmentPlan& segment_plan(bool chunked, int64_t heads, int64_t head_dim);
   KvCache* cache() const { return cache_; }
 
-  // Packed rows use boolean masks while B * T * T stays within this; beyond it, each document is attended
-  // on its own (no O(T^2) memory).
-  int64_t max_mask_elements = int64_t{1} << 26;
+  PackedAttention packed_attention = PackedAttention::kSegments;
 
  private:
   int64_t batch_, seq_len_;
@@ -56,7 +65,7 @@ class AttentionContext {
   at::Tensor doc_ids_, offsets_, temperature_;
   RopeTables rope_;
   at::Tensor global_mask_, chunked_mask_;
-  std::vector<int64_t> document_lengths_;
+  std::optional<SegmentPlan> global_plan_, chunked_plan_;
   KvCache* cache_ = nullptr;
 };
 
@@ -64,8 +73,8 @@ class AttentionContext {
 at::Tensor document_offsets(const at::Tensor& doc_ids);
 
 // Attention of q [B, T, H, D] over k, v [B, T, Hkv, D]; returns [B, T, H * D]. Uses chunk blocks
-// (memory O(T * C)) and is_causal when unpacked; when packed, boolean masks from `context` for short rows
-// and one attention per document for long ones.
+// (memory O(T * C)) and is_causal when unpacked; when packed, causal segments (or, as context's
+// packed_attention says, boolean masks).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             AttentionContext& context, bool chunked, double scale);
 

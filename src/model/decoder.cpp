@@ -91,7 +91,7 @@ at::Tensor TextModelImpl::forward_embeds(const at::Tensor& embeds,
            c10::str(embeds.sizes()));
   AttentionContext context(config_, inv_freq_, embeds.size(0), embeds.size(1), embeds.device(), position_ids,
                            doc_ids, cache);
-  context.max_mask_elements = max_mask_elements;
+  context.packed_attention = packed_attention;
   at::Tensor h = embeds;
   if (recompute_layers && is_training() && c10::GradMode::is_enabled() && cache == nullptr) {
     // One copy of the context that the layers' recomputes share (the masks it builds are reused).

@@ -56,8 +56,8 @@ class TextModelImpl : public torch::nn::Module {
 
   const config::TextConfig& config() const { return config_; }
 
-  // Packed rows with B * T * T above this attend per document instead of through masks.
-  int64_t max_mask_elements = int64_t{1} << 26;
+  // How packed rows attend (masks only as a reference for tests and benchmarks).
+  PackedAttention packed_attention = PackedAttention::kSegments;
   // Training forwards keep only each decoder layer's input and recompute the layer in backward.
   bool recompute_layers = false;
 

@@ -30,8 +30,6 @@ constexpr double kHostRuntimeBytes = 0.2 * kGiB;
 // instead of the heap, a LoRA run peaked at 3.13 GiB against a live figure of 3.24 and 4.06 RSS.
 constexpr double kHostHeapSlack = 0.25;
 constexpr double kCudaRuntimeBytes = 2.0 * kGiB;
-// Packed rows up to this many mask elements (batch x seq_len^2) attend through one mask (AttentionContext).
-constexpr double kMaxMaskElements = static_cast<double>(int64_t{1} << 26);
 
 }  // namespace
 
@@ -224,13 +222,9 @@ class ActivationLedger {
     const bool rope = t_.is_rope_layer(i);
     if (rope && t_.use_qk_norm) out.attention += 4.0 * (q + kv);
     out.attention += c_ * (q + 2 * kv) + c_ * q + 4.0 * t_.num_attention_heads;
-    // Packed rows (several documents) attend through a [B, 1, T, T] mask, which SDPA converts to q's dtype
-    // and keeps, per layer; past the model's mask limit each document runs alone and the outputs are
-    // concatenated (one more copy).
-    if (in_.packed_documents) {
-      const double elements = static_cast<double>(in_.micro_batch) * in_.seq_len * in_.seq_len;
-      out.attention += elements <= kMaxMaskElements ? c_ * static_cast<double>(in_.seq_len) : c_ * q;
-    }
+    // Packed rows (several documents) attend by causal segments: SDPA keeps gathered copies of q, k, v in
+    // place of the originals (counted above) and the outputs return by an index_select that keeps only its
+    // index, so packing adds nothing per layer (no [T, T] mask).
     out.attention += inputs({p + ".self_attn.o_proj"}, q, c_);
     if (t_.is_moe_layer(i)) {
       const double f = static_cast<double>(t_.intermediate_size);

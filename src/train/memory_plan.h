@@ -29,7 +29,7 @@ struct PlanInputs {
   int64_t seq_len = 512;
   int64_t micro_batch = 4;
   int64_t global_batch = 8;
-  bool packed_documents = true;         // rows hold several documents (data.pack): attention needs a mask
+  bool packed_documents = true;         // rows hold several documents (data.pack)
   std::string device = "cpu";           // cpu | cuda
   std::string model_dtype = "float32";  // parameter storage: float32 | bfloat16
   std::string precision = "fp32";       // fp32 | bf16 (autocast)
@@ -41,7 +41,7 @@ struct PlanInputs {
   double bucket_mb = 25.0;
   double capacity_factor = 0.0;  // > 0: expert rows per rank capped at factor x balanced share
   std::string activation_checkpointing = "none";  // train.activation_checkpointing: none | moe | full
-  int64_t zero = 0;                    // optimizer.zero 0 | 1 | 2: shards of replicated AdamW state (and grads)
+  int64_t zero = 0;  // optimizer.zero 0 | 1 | 2: shards of replicated AdamW state (and grads)
   bool chunked_cross_entropy = false;  // train.loss_chunk_tokens > 0: no [tokens, vocab] float32 logits
   int64_t cross_entropy_chunk = 1024;  // tokens per loss chunk when chunked
   bool fp32_master_weights = false;    // fp32 master copy and AdamW state for 16-bit params

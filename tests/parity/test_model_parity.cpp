@@ -72,12 +72,12 @@ TEST(ModelParity, PackedDocumentsMatchEachDocumentAlone) {
   Llama4 model = load_pretrained(dir + "/model");
   const auto data = checkpoint::SafetensorsFile::open(dir + "/data.safetensors");
   torch::NoGradGuard no_grad;
-  for (const bool per_document : {false, true}) {
-    model->model->max_mask_elements = per_document ? 0 : int64_t{1} << 26;
+  for (const bool segments : {false, true}) {
+    model->model->packed_attention = segments ? PackedAttention::kSegments : PackedAttention::kMasks;
     const at::Tensor logits =
         model->forward(data->load("packed_input_ids"), std::nullopt, data->load("packed_doc_ids"));
     const double err = max_abs(logits, data->load("packed_logits"));
-    std::printf("[packed, %s] logits max-abs %.3g\n", per_document ? "per document" : "masks", err);
+    std::printf("[packed, %s] logits max-abs %.3g\n", segments ? "segments" : "masks", err);
     EXPECT_LE(err, 1e-4);
   }
   // Without the document boundary the second document sees the first: the check above can fail.

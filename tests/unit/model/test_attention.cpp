@@ -62,9 +62,8 @@ TEST_P(ChunkedAttention, MatchesFixedChunkCausalDefinition) {
   const Qkv x = random_qkv(2, seq_len);
   AttentionContext context(c, torch::ones({2}), 2, seq_len, torch::kCPU, std::nullopt, std::nullopt);
   const at::Tensor got = causal_attention(x.q, x.k, x.v, context, /*chunked=*/true, 0.5);
-  const at::Tensor want = reference_attention(x.q, x.k, x.v, 0.5, [&](int64_t, int64_t q, int64_t k) {
-    return k <= q && k / chunk == q / chunk;
-  });
+  const at::Tensor want = reference_attention(
+      x.q, x.k, x.v, 0.5, [&](int64_t, int64_t q, int64_t k) { return k <= q && k / chunk == q / chunk; });
   EXPECT_TRUE(torch::allclose(got.to(torch::kDouble), want, 1e-5, 1e-5));
   const at::Tensor global = causal_attention(x.q, x.k, x.v, context, /*chunked=*/false, 0.5);
   const at::Tensor want_global =
@@ -77,10 +76,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedAttention,
                          ::testing::Values(std::make_tuple(11, 4), std::make_tuple(12, 4),
                                            std::make_tuple(5, 8), std::make_tuple(6, 1)));
 
-// Masks (short rows) and one attention per document (long rows) must agree with the definition.
-class PackedAttention : public ::testing::TestWithParam<bool> {};
+// Causal segments and the masks must agree with the definition.
+class PackedRows : public ::testing::TestWithParam<bool> {};
 
-TEST_P(PackedAttention, DocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart) {
+TEST_P(PackedRows, DocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStart) {
   const int64_t seq_len = 10, chunk = 3;
   const config::TextConfig c = tiny(chunk);
   const Qkv x = random_qkv(2, seq_len);
@@ -89,7 +88,7 @@ TEST_P(PackedAttention, DocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStar
   const at::Tensor runs = torch::tensor({{0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {0, 0, 1, 1, 1, 1, 1, 1, 2, 2}});
   const at::Tensor offsets = document_offsets(docs);
   AttentionContext context(c, torch::ones({2}), 2, seq_len, torch::kCPU, std::nullopt, docs);
-  if (GetParam()) context.max_mask_elements = 0;  // per-document path
+  if (GetParam()) context.packed_attention = PackedAttention::kMasks;
   auto same_doc = [&](int64_t b, int64_t q, int64_t k) {
     return k <= q && runs[b][q].item<int64_t>() == runs[b][k].item<int64_t>();
   };
@@ -104,7 +103,7 @@ TEST_P(PackedAttention, DocumentsAttendOnlyWithinThemselvesAndChunkFromTheirStar
   EXPECT_TRUE(torch::allclose(chunked.to(torch::kDouble), want, 1e-5, 1e-5));
 }
 
-INSTANTIATE_TEST_SUITE_P(MasksOrPerDocument, PackedAttention, ::testing::Values(false, true));
+INSTANTIATE_TEST_SUITE_P(SegmentsOrMasks, PackedRows, ::testing::Values(false, true));
 
 TEST(Attention, SingleDocumentRowsTakeTheUnmaskedPath) {
   const config::TextConfig c = tiny(4);

@@ -43,7 +43,7 @@ int64_t count_recompute_nodes(const at::Tensor& root) {
 }
 
 StepResult train_step(ActivationCheckpointing mode, bool lora, bool packed,
-                      int64_t max_mask_elements = 1 << 26, uint64_t draw_seed = 99) {
+                      PackedAttention packed_attention = PackedAttention::kMasks, uint64_t draw_seed = 99) {
   const config::TextConfig config = lora::testing::tiny_config();  // MoE + dense layers, layer 3 NoPE
   Llama4 m(config);
   m->reset_parameters(5);
@@ -56,7 +56,7 @@ StepResult train_step(ActivationCheckpointing mode, bool lora, bool packed,
   m->set_router_loss({/*aux_loss_coef=*/0.05, /*z_loss_coef=*/0.01});
   if (mode == ActivationCheckpointing::kMoe) recompute_experts(*m);
   m->model->recompute_layers = mode == ActivationCheckpointing::kFull;
-  m->model->max_mask_elements = max_mask_elements;
+  m->model->packed_attention = packed_attention;
   m->train();
 
   torch::manual_seed(11);
@@ -105,10 +105,11 @@ void expect_equal_runs(const StepResult& ref, const StepResult& got, const std::
             << "\n";
 }
 
-void check_modes(bool lora, bool packed, const std::string& what, int64_t max_mask_elements = 1 << 26) {
-  const StepResult none = train_step(ActivationCheckpointing::kNone, lora, packed, max_mask_elements);
-  const StepResult moe = train_step(ActivationCheckpointing::kMoe, lora, packed, max_mask_elements);
-  const StepResult full = train_step(ActivationCheckpointing::kFull, lora, packed, max_mask_elements);
+void check_modes(bool lora, bool packed, const std::string& what,
+                 PackedAttention packed_attention = PackedAttention::kMasks) {
+  const StepResult none = train_step(ActivationCheckpointing::kNone, lora, packed, packed_attention);
+  const StepResult moe = train_step(ActivationCheckpointing::kMoe, lora, packed, packed_attention);
+  const StepResult full = train_step(ActivationCheckpointing::kFull, lora, packed, packed_attention);
   EXPECT_EQ(none.recompute_nodes, 0);
   EXPECT_EQ(moe.recompute_nodes, 2);   // the two MoE layers of the tiny config
   EXPECT_EQ(full.recompute_nodes, 4);  // every decoder layer
@@ -124,14 +125,15 @@ TEST(Recompute, FullFineTuningMatchesPlainBackward) {
 }
 TEST(Recompute, PackedDocumentsMatchPlainBackward) {
   check_modes(true, true, "packed lora (masks)");
-  check_modes(false, true, "packed full fine-tuning (one attention per document)", /*max_mask_elements=*/1);
+  check_modes(false, true, "packed full fine-tuning (causal segments)", PackedAttention::kSegments);
 }
 
 // The comparison above can see a wrong dropout mask: other draws change the loss and the gradients far
 // beyond its tolerance.
 TEST(Recompute, OtherDropoutDrawsAreSeen) {
   const StepResult a = train_step(ActivationCheckpointing::kNone, true, false);
-  const StepResult b = train_step(ActivationCheckpointing::kNone, true, false, 1 << 26, /*draw_seed=*/100);
+  const StepResult b =
+      train_step(ActivationCheckpointing::kNone, true, false, PackedAttention::kMasks, /*draw_seed=*/100);
   EXPECT_GT(std::abs(a.loss - b.loss), 1e-4 * std::abs(a.loss));
   double worst = 0;
   for (const auto& [name, g] : a.grads) {
