@@ -4,6 +4,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include "core/error.h"
+#include "kernels/swiglu.h"
 
 namespace l4::model {
 namespace {
@@ -30,8 +31,8 @@ class GroupedExpertMlp : public torch::autograd::Function<GroupedExpertMlp> {
       const at::Tensor expert_rows = rows.narrow(0, offsets[e], counts[e]);
       at::Tensor expert_gate_up = gate_up.narrow(0, offsets[e], counts[e]);
       at::mm_out(expert_gate_up, expert_rows, gate_up_proj[e]);
-      const at::Tensor hidden =
-          expert_gate_up.narrow(1, ffn, ffn) * at::silu(expert_gate_up.narrow(1, 0, ffn));
+      at::Tensor hidden = at::empty({counts[e], ffn}, rows.options());
+      kernels::swiglu_concat_forward_out(expert_gate_up, hidden);
       at::Tensor expert_out = out.narrow(0, offsets[e], counts[e]);
       at::mm_out(expert_out, hidden, down_proj[e]);
     }
@@ -69,18 +70,14 @@ class GroupedExpertMlp : public torch::autograd::Function<GroupedExpertMlp> {
       const at::Tensor expert_rows = rows.narrow(0, offsets[e], counts[e]);
       const at::Tensor expert_grad_out = grad_out.narrow(0, offsets[e], counts[e]);
       const at::Tensor pre = gate_up.narrow(0, offsets[e], counts[e]);
-      const at::Tensor gate = pre.narrow(1, 0, ffn), up = pre.narrow(1, ffn, ffn);
-      const at::Tensor activated = at::silu(gate);
-      if (need_weights) {
-        at::Tensor grad_down = grad_down_proj[e];
-        at::mm_out(grad_down, (up * activated).t(), expert_grad_out);
-      }
       const at::Tensor grad_hidden = expert_grad_out.mm(down_proj[e].t());
       at::Tensor expert_grad_gate_up = grad_gate_up.narrow(0, offsets[e], counts[e]);
-      at::Tensor grad_gate = expert_grad_gate_up.narrow(1, 0, ffn);
-      at::Tensor grad_up = expert_grad_gate_up.narrow(1, ffn, ffn);
-      at::silu_backward_out(grad_gate, grad_hidden * up, gate);
-      at::mul_out(grad_up, grad_hidden, activated);
+      at::Tensor hidden = at::empty({counts[e], ffn}, rows.options());  // the forward's, recomputed
+      kernels::swiglu_concat_backward_out(grad_hidden, pre, expert_grad_gate_up, hidden);
+      if (need_weights) {
+        at::Tensor grad_down = grad_down_proj[e];
+        at::mm_out(grad_down, hidden.t(), expert_grad_out);
+      }
       if (need_weights) {
         at::Tensor grad_w = grad_gate_up_proj[e];
         at::mm_out(grad_w, expert_rows.t(), expert_grad_gate_up);

@@ -1,5 +1,8 @@
 #include "model/layers.h"
 
+#include "kernels/rms_norm.h"
+#include "kernels/swiglu.h"
+
 namespace l4::model {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options) {
@@ -14,16 +17,13 @@ EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim, const at::Tens
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
 
-at::Tensor rms_norm(const at::Tensor& x, double eps) {
-  const at::Tensor xf = x.to(at::kFloat);
-  return (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
-}
+at::Tensor rms_norm(const at::Tensor& x, double eps) { return kernels::rms_norm(x, at::Tensor(), eps); }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const at::TensorOptions& options) : eps(eps_) {
   weight = register_parameter("weight", torch::empty({dim}, options));
 }
 
-at::Tensor RMSNormImpl::forward(const at::Tensor& x) const { return rms_norm(x, eps) * weight; }
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) const { return kernels::rms_norm(x, weight, eps); }
 
 MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const at::TensorOptions& options) {
   gate_proj = register_module("gate_proj", Linear(hidden, intermediate, options));
@@ -32,7 +32,7 @@ MlpImpl::MlpImpl(int64_t hidden, int64_t intermediate, const at::TensorOptions& 
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) const {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(kernels::swiglu(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 }  // namespace l4::model

@@ -31,6 +31,7 @@ class EmbeddingImpl : public torch::nn::Module {
 TORCH_MODULE(Embedding);
 
 // w * x / sqrt(mean(x^2) + eps): normalised in fp32, cast back to x's dtype, then scaled (as HF does).
+// Both run as the fused kernel of kernels/rms_norm.h on the CPU; this one is the weightless form (qk-norm).
 at::Tensor rms_norm(const at::Tensor& x, double eps);
 
 class RMSNormImpl : public torch::nn::Module {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/rope.h"
 
 namespace l4::model {
 
@@ -40,10 +41,7 @@ RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& position_id
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables) {
-  const auto sizes = x.sizes();
-  const at::Tensor xf = x.to(torch::kFloat);
-  const at::Tensor swapped = xf.view({sizes[0], sizes[1], sizes[2], sizes[3] / 2, 2}).flip(-1).view(sizes);
-  return (xf * tables.cos + swapped * tables.sin).to(x.scalar_type());
+  return kernels::rope(x, tables.cos, tables.sin);
 }
 
 }  // namespace l4::model

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "kernels/fused_switch.h"
 #include "model/kv_cache.h"
 #include "model/llama4.h"
 #include "model/loss.h"
@@ -70,6 +71,33 @@ TEST(Llama4Model, Bfloat16ForwardStaysBfloat16AndCloseToFloat32) {
   const at::Tensor got = model->forward(ids);
   EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
   EXPECT_LT((got.to(torch::kFloat) - want).abs().max().item<double>(), 0.05);
+}
+
+// The fused CPU kernels (RMSNorm, qk-norm, SwiGLU, RoPE) against the composite expressions they replace,
+// through the whole model: same logits, loss and gradients of every parameter.
+TEST(Llama4Model, FusedKernelsMatchTheCompositeExpressions) {
+  config::TextConfig c = tiny();
+  c.use_qk_norm = true;
+  Llama4 model(c);
+  model->reset_parameters(3);
+  const at::Tensor ids = torch::randint(0, 50, {2, 7}, torch::kLong);
+  auto run = [&](bool fused) {
+    kernels::set_fused_enabled(fused);
+    model->zero_grad();
+    const at::Tensor logits = model->forward(ids);
+    causal_lm_loss(logits, ids).backward();
+    kernels::set_fused_enabled(true);
+    std::vector<at::Tensor> out{logits.detach()};
+    for (const auto& p : model->parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  const std::vector<at::Tensor> composite = run(false), fused = run(true);
+  ASSERT_EQ(composite.size(), fused.size());
+  EXPECT_LE((fused[0] - composite[0]).abs().max().item<double>(), 1e-5) << "logits";
+  for (size_t i = 1; i < fused.size(); ++i) {
+    const double scale = composite[i].abs().max().item<double>() + 1e-12;
+    EXPECT_LE((fused[i] - composite[i]).abs().max().item<double>() / scale, 1e-5) << "gradient " << i;
+  }
 }
 
 TEST(Llama4Model, ExpertRunnerSeamSeesEveryMoeLayer) {
