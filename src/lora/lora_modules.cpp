@@ -1,6 +1,7 @@
 #include "lora/lora_modules.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 
 #include <cmath>
 #include <functional>
@@ -11,6 +12,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "model/dtype.h"
+#include "model/weight_cast.h"
 
 namespace l4::lora {
 
@@ -51,6 +53,16 @@ void kaiming_uniform_(at::Tensor a, uint64_t seed, const std::string& name, int6
   a.copy_(tmp);
 }
 
+// A weight in the dtype its matmul with x runs in: the autocast dtype under autocast, else x's dtype. Cast
+// once per optimizer step (model::WeightCastScope), frozen bases included.
+at::Tensor matmul_weight(const at::Tensor& w, const at::Tensor& x) {
+  const at::DeviceType device = x.device().type();
+  if (at::autocast::is_autocast_enabled(device)) {
+    return model::cast_weight(w, at::autocast::get_autocast_dtype(device));
+  }
+  return model::cast_weight(w, x.scalar_type());
+}
+
 at::Tensor as_dtype(const at::Tensor& t, at::ScalarType dtype) {
   return t.scalar_type() == dtype ? t : t.to(dtype);
 }
@@ -70,11 +82,12 @@ LoraLinearImpl::LoraLinearImpl(const at::Tensor& base_weight, const LoraOptions&
 }
 
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x) const {
-  const at::Tensor base = at::linear(x, as_dtype(weight, x.scalar_type()));
+  const at::Tensor base = at::linear(x, matmul_weight(weight, x));
   const at::Tensor xd = dropout > 0.0 && is_training() ? at::dropout(x, dropout, /*train=*/true) : x;
-  // The fp32 adapter runs in x's dtype (as autocast would run it), its gradient reaching the fp32 tensors.
-  const at::Tensor low = at::linear(xd, as_dtype(lora_A->weight, x.scalar_type()));
-  return base + at::linear(low, as_dtype(lora_B->weight, x.scalar_type())) * scale;
+  // The fp32 adapter runs in the matmul dtype (as autocast would run it), its gradient reaching the fp32
+  // tensors.
+  const at::Tensor low = at::linear(xd, matmul_weight(lora_A->weight, x));
+  return base + at::linear(low, matmul_weight(lora_B->weight, x)) * scale;
 }
 
 at::Tensor LoraLinearImpl::delta_weight() const {
@@ -100,10 +113,9 @@ namespace {
 
 at::Tensor lora_matmul(const at::Tensor& x, const at::Tensor& w, const std::vector<at::Tensor>& a,
                        const std::vector<at::Tensor>& b, size_t e, double scale) {
-  at::Tensor y = x.matmul(as_dtype(w, x.scalar_type()));
-  if (!a.empty()) {
-    y = y + x.matmul(as_dtype(b[e], x.scalar_type())).matmul(as_dtype(a[e], x.scalar_type())) * scale;
-  }
+  // w, a and b are slices of weights already in the matmul dtype (cast whole, once per step).
+  at::Tensor y = x.matmul(w);
+  if (!a.empty()) y = y + x.matmul(b[e]).matmul(a[e]) * scale;
   return y;
 }
 
@@ -114,13 +126,13 @@ at::Tensor LoraExpertsImpl::run(const at::Tensor& rows_sorted_by_expert,
                                 const at::Tensor& down_proj) const {
   L4_ASSERT(static_cast<int64_t>(rows_per_expert.size()) == gate_up_proj.size(0),
             "{} row counts for {} experts", rows_per_expert.size(), gate_up_proj.size(0));
-  const auto unbind = [](const at::Tensor& t) {
-    return t.defined() ? t.unbind(0) : std::vector<at::Tensor>{};
+  const auto unbind = [&](const at::Tensor& t) {
+    return t.defined() ? matmul_weight(t, rows_sorted_by_expert).unbind(0) : std::vector<at::Tensor>{};
   };
   // Per-expert slices through autograd (split/unbind keep the backward one cat/stack), each expert's matmuls
   // with its low-rank terms.
   const std::vector<at::Tensor> rows = rows_sorted_by_expert.split_with_sizes(rows_per_expert, 0);
-  const std::vector<at::Tensor> gate_up_w = gate_up_proj.unbind(0), down_w = down_proj.unbind(0);
+  const std::vector<at::Tensor> gate_up_w = unbind(gate_up_proj), down_w = unbind(down_proj);
   const auto gu_a = unbind(gate_up_proj_A), gu_b = unbind(gate_up_proj_B);
   const auto dn_a = unbind(down_proj_A), dn_b = unbind(down_proj_B);
   std::vector<at::Tensor> outputs;

@@ -5,6 +5,7 @@
 #include <torch/autograd.h>
 
 #include "core/error.h"
+#include "model/weight_cast.h"
 
 namespace l4::model {
 namespace {
@@ -83,7 +84,7 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
     // Below autocast: the casts are explicit, and backward (which runs outside any autocast scope) uses the
     // same dtype.
     c10::impl::ExcludeDispatchKeyGuard below(c10::autocast_dispatch_keyset);
-    const at::Tensor weight_c = weight.to(dtype);
+    const at::Tensor weight_c = cast_weight(weight, dtype);
     at::Tensor sum = at::zeros({}, hidden.options().dtype(at::kFloat));
     for (const auto& [begin, end] : counted_chunks(targets, chunk_tokens)) {
       sum += chunk_nll_sum(
@@ -103,7 +104,7 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     const bool want_hidden = ctx->needs_input_grad(0), want_weight = ctx->needs_input_grad(1);
     const at::Tensor grad_sum = grad_outputs[0].to(at::kFloat);
-    const at::Tensor weight_c = weight.to(dtype);
+    const at::Tensor weight_c = cast_weight(weight, dtype);
     at::Tensor grad_hidden = want_hidden ? at::zeros_like(hidden) : at::Tensor();
     // Accumulated in float32 over chunks, whatever the compute dtype.
     at::Tensor grad_weight =
@@ -140,7 +141,7 @@ ChunkedEval chunked_cross_entropy_eval(const at::Tensor& hidden, const at::Tenso
   const Flat flat = flatten(hidden, weight, targets, chunk_tokens);
   const at::ScalarType dtype = compute_dtype(hidden, weight);
   c10::impl::ExcludeDispatchKeyGuard below(c10::autocast_dispatch_keyset);
-  const at::Tensor weight_c = weight.to(dtype);
+  const at::Tensor weight_c = cast_weight(weight, dtype);
   at::Tensor sum = at::zeros({}, hidden.options().dtype(at::kFloat));
   at::Tensor predictions = at::full_like(flat.targets, -1);
   at::Tensor token_nll = at::zeros(flat.targets.sizes(), hidden.options().dtype(at::kFloat));
@@ -153,7 +154,8 @@ ChunkedEval chunked_cross_entropy_eval(const at::Tensor& hidden, const at::Tenso
     token_nll.slice(0, begin, end)
         .copy_(-(c.log_probs.gather(1, c.index.unsqueeze(1)).squeeze(1) * c.mask.to(at::kFloat)));
   }
-  return {{sum, flat.targets.ne(kIgnoreIndex).sum()}, predictions.view(targets.sizes()),
+  return {{sum, flat.targets.ne(kIgnoreIndex).sum()},
+          predictions.view(targets.sizes()),
           token_nll.view(targets.sizes())};
 }
 

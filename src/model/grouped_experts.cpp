@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/swiglu.h"
+#include "model/weight_cast.h"
 
 namespace l4::model {
 namespace {
@@ -113,8 +114,9 @@ at::Tensor grouped_expert_mlp(const at::Tensor& rows, const std::vector<int64_t>
   // (its out= matmuls must see one dtype).
   const at::ScalarType dtype = at::autocast::get_autocast_dtype(device);
   auto cast = [dtype](const at::Tensor& t) { return t.scalar_type() == dtype ? t : t.to(dtype); };
-  const at::Tensor rows_cast = cast(rows).contiguous(), gate_up_cast = cast(gate_up_proj),
-                   down_cast = cast(down_proj);
+  // The weights' casts come from the step's cache (one per optimizer step).
+  const at::Tensor rows_cast = cast(rows).contiguous(), gate_up_cast = cast_weight(gate_up_proj, dtype),
+                   down_cast = cast_weight(down_proj, dtype);
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   return GroupedExpertMlp::apply(rows_cast, rows_per_expert, gate_up_cast, down_cast);
 }

@@ -22,6 +22,7 @@
 #include "model/chunked_loss.h"
 #include "model/expert_parallel.h"
 #include "model/loss.h"
+#include "model/weight_cast.h"
 #include "parallel/communicator.h"
 #include "parallel/device_channel.h"
 #include "parallel/failure.h"
@@ -73,8 +74,8 @@ class AutocastScope {
 data::Batch to_device(const data::Batch& batch, at::Device device) {
   if (device.is_cpu()) return batch;
   data::Batch out = batch;
-  for (at::Tensor* t : {&out.input_ids, &out.labels, &out.position_ids, &out.doc_ids, &out.task_ids, &out.pixel_tiles,
-                        &out.patch_positions}) {
+  for (at::Tensor* t : {&out.input_ids, &out.labels, &out.position_ids, &out.doc_ids, &out.task_ids,
+                        &out.pixel_tiles, &out.patch_positions}) {
     if (t->defined()) *t = t->to(device, /*non_blocking=*/false);
   }
   return out;
@@ -333,6 +334,9 @@ class Trainer {
     const double aux_weight = 1.0 / static_cast<double>(std::max<size_t>(1, micro_steps) * host_.size());
     double local_loss_sum = 0.0, local_aux = 0.0;
     model_->train();
+    // One compute-dtype copy of each weight for every micro-batch and recompute of this step; closed before
+    // the optimizer changes the weights.
+    std::optional<model::WeightCastScope> casts(std::in_place);
     for (size_t i = 0; i < micro_steps; ++i) {
       const data::Batch micro = to_device(batch.micro[i], device_);
       at::Tensor loss;
@@ -350,6 +354,7 @@ class Trainer {
       if (i + 1 == micro_steps && overlap_) grad_sync_->prepare();
       loss.backward();
     }
+    casts.reset();
     grad_sync_->sync();
     at::Tensor totals = at::tensor({local_loss_sum, local_aux}, at::kDouble);
     host_.all_reduce(totals, parallel::ReduceOp::kSum);
@@ -430,7 +435,7 @@ class Trainer {
 
   struct EvalResult {
     double loss = 0.0;
-    double exact_match = 0.0;  // fraction of documents whose every target token is predicted exactly
+    double exact_match = 0.0;      // fraction of documents whose every target token is predicted exactly
     std::vector<TaskScore> tasks;  // the same per task of the eval data
   };
 
@@ -440,6 +445,7 @@ class Trainer {
         data::loader_options_from_recipe(recipe_, /*eval=*/true, host_.rank(), host_.size()));
     TaskScores per_task(eval_loader.task_names());
     torch::NoGradGuard no_grad;
+    const model::WeightCastScope casts;  // the weights do not change during evaluation
     model_->eval();
     double loss_sum = 0.0;
     int64_t tokens = 0;

@@ -116,5 +116,30 @@ TEST_F(TrainerLosses, Bfloat16RunResumesExactly) {
   }
 }
 
+// bf16 autocast over fp32 parameters (one weight cast per step, shared by the two micro-batches): a
+// stopped and resumed run equals the uninterrupted one bitwise, and the losses stay within bf16 rounding
+// of the fp32 run's.
+TEST_F(TrainerLosses, AutocastRunResumesExactlyAndTracksFloat32) {
+  const std::vector<std::string> bf16 = {"train.precision=bf16", "optimizer.lr=1e-3",
+                                         "schedule.warmup_steps=0"};
+  auto with = [&](std::vector<std::string> v, const std::string& more) {
+    v.push_back(more);
+    return v;
+  };
+  const auto fp32 = train("fp32", "", {"optimizer.lr=1e-3", "schedule.warmup_steps=0"});
+  const auto straight = train("straight", "", bf16);
+  train("split", "", with(bf16, "train.stop_at_step=2"));
+  const auto resumed = train("split", "", bf16);
+  ASSERT_EQ(straight.size(), 4u);
+  for (int64_t step = 1; step <= 4; ++step) {
+    ASSERT_TRUE(resumed.count(step)) << step;
+    const double loss = straight.at(step).at("loss").get<double>();
+    EXPECT_EQ(loss, resumed.at(step).at("loss").get<double>()) << "step " << step;
+    const double reference = fp32.at(step).at("loss").get<double>();
+    EXPECT_NEAR(loss, reference, 2e-2 * std::abs(reference)) << "step " << step;
+    EXPECT_NE(loss, reference) << "step " << step << ": the bf16 run must actually compute in bf16";
+  }
+}
+
 }  // namespace
 }  // namespace l4::train
