@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The reference side of the training benchmark: an eager PyTorch training loop over HF `transformers`
-(optionally with a trainable `peft` adapter), on the same prepared token shards, batch shape, optimizer and
-precision as `llama4 train`. Prints one JSON object with per-step times and losses.
+"""The reference side of the training benchmark: a PyTorch training loop over HF `transformers` (optionally with
+a trainable `peft` adapter), on the same prepared token shards, batch shape, optimizer and precision as
+`llama4 train`. Eager by default; `--compile inductor` runs the model under `torch.compile` (the first step
+then includes compiling forward and backward: it is a warm-up step, reported apart as `first_step_s`).
+Prints one JSON object with per-step times and losses. sparse_torch_train.py reuses this loop.
 
 Rows are consecutive seq_len-token slices of the shards' token stream with plain causal attention (HF has no
 document masking without a dense 4-D mask); the work per token is the same model, so throughput compares.
@@ -33,8 +35,8 @@ def token_rows(data_dir, seq_len, count):
     return stream[:need].reshape(count, seq_len)
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def argument_parser(description=__doc__):
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="HF model directory")
     ap.add_argument("--adapter", help="PEFT adapter directory: train only its LoRA weights")
     ap.add_argument("--data", required=True, help="prepared dataset directory (shard_*.h5)")
@@ -47,8 +49,13 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa or eager)")
-    args = ap.parse_args()
+    ap.add_argument("--compile", default="none", choices=["none", "inductor", "aot_eager"],
+                    help="torch.compile backend for the model (none: eager)")
+    return ap
 
+
+def train(args, prepare=None):
+    """The training loop; prepare(model) may change the loaded model and returns facts for the JSON output."""
     import torch
     import transformers
 
@@ -56,11 +63,14 @@ def main():
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_pretrained(
         args.model, dtype=torch.float32, attn_implementation=args.attn)
+    facts = prepare(model) if prepare else {}
     if args.adapter:
         import peft
         model = peft.PeftModel.from_pretrained(model, args.adapter, is_trainable=True)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    if args.compile != "none":
+        model = torch.compile(model, backend=args.compile)  # the same parameters, compiled on the first call
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     accumulation = args.global_batch // args.micro_batch
     rows = torch.from_numpy(token_rows(args.data, args.seq_len, args.steps * args.global_batch))
@@ -81,11 +91,11 @@ def main():
         step_times.append(time.perf_counter() - start)
         losses.append(total)
         print(f"hf step {step + 1}/{args.steps} loss {total:.4f} {step_times[-1]:.2f}s", file=sys.stderr, flush=True)
-    print(json.dumps({"step_time_s": step_times, "loss": losses,
-                      "trainable_params": sum(p.numel() for p in params),
+    print(json.dumps({"step_time_s": step_times, "loss": losses, "first_step_s": step_times[0],
+                      "compile": args.compile, "trainable_params": sum(p.numel() for p in params),
                       "tokens_per_step": args.global_batch * args.seq_len,
-                      "torch": torch.__version__, "transformers": transformers.__version__}))
+                      "torch": torch.__version__, "transformers": transformers.__version__, **facts}))
 
 
 if __name__ == "__main__":
-    main()
+    train(argument_parser().parse_args())

@@ -23,6 +23,23 @@ sys.path.insert(0, os.path.join(ROOT, "scripts", "bench"))
 import tokenizer_bench  # noqa: E402
 
 
+# Performance targets: (results key, comparison, threshold, what the value is).
+TARGETS = [
+    ("train_speedup_dense", ">=", 1.3, "dense fp32 training tokens/s, ours / HF eager"),
+    ("train_speedup_dense_vs_compile", ">=", 1.0, "dense fp32 training tokens/s, ours / HF + torch.compile"),
+    ("train_speedup_moe_vs_sparse_torch", ">=", 1.3, "MoE fp32 training tokens/s, ours / sparse PyTorch"),
+    ("train_speedup_moe", ">=", 3.5, "MoE fp32 training tokens/s, ours / HF eager"),
+    ("mfu_dense", ">=", 0.50, "dense fp32 MFU against the measured fp32 GEMM peak"),
+    ("mfu_dense_bf16", ">=", 0.35, "dense bf16 MFU against the measured bf16 GEMM peak"),
+    ("bf16_step_vs_fp32", "<=", 0.6, "our dense step time, bf16 / fp32 (applies where bf16 peak >= 2x fp32 peak)"),
+    ("bf16_rss_vs_fp32", "<=", 1.0, "our dense peak RSS, bf16 / fp32"),
+    ("lora_speedup_moe", ">=", 3.0, "LoRA MoE fp32 tokens/s, ours / HF + PEFT"),
+    ("lora_peak_rss_ratio", "<=", 0.7, "LoRA MoE fp32 peak RSS, ours / HF + PEFT"),
+    ("tokenizer_vs_tiktoken", ">=", 1.0, "tokenizer MB/s on one thread, ours / tiktoken"),
+    ("ep2_vs_1rank", ">=", 0.85, "tokens/s, 2 ranks EP=2 / 1 rank (same 2 cores)"),
+]
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -31,6 +48,7 @@ class Bench:
         self.threads = args.threads
         self.rows = []      # markdown rows: (section, what, ours, reference, ratio, note)
         self.results = {}   # the JSON document
+        self.notes = []     # sentences for results.md (e.g. why a peer ran in a fallback mode)
         os.makedirs(self.work, exist_ok=True)
 
     # ---- processes -------------------------------------------------------------------------------------
@@ -158,20 +176,50 @@ class Bench:
                 "peak_rss_mb": rss, "loss_first": records[0]["loss"], "loss_last": records[-1]["loss"],
                 "mfu": statistics.median(r["mfu"] for r in measured), "run_dir": run_dir}
 
-    def hf_train(self, name, model_dir, shape, precision="fp32", adapter=None):
+    def torch_train(self, name, script, model_dir, shape, precision="fp32", adapter=None, extra=()):
+        """One Python reference run (scripts/bench/<script>): its median step time, tokens/s and peak RSS."""
         seq_len, global_batch, micro_batch = shape
         steps = self.args.warmup + self.args.steps
-        cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench", "hf_train.py"), "--model", model_dir,
+        cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench", script), "--model", model_dir,
                "--data", self.data_dir, "--seq-len", str(seq_len), "--global-batch", str(global_batch),
                "--micro-batch", str(micro_batch), "--steps", str(steps), "--precision", precision,
-               "--lr", "1e-3", "--threads", str(self.threads)]
+               "--lr", "1e-3", "--threads", str(self.threads), *extra]
         if adapter:
             cmd += ["--adapter", adapter]
         out, rss, _ = self.run(cmd, log=name)
         result = json.loads(out.strip().splitlines()[-1])
         step_time = statistics.median(result["step_time_s"][self.args.warmup:])
         return {"step_time_s": step_time, "tokens_per_s": seq_len * global_batch / step_time, "peak_rss_mb": rss,
-                "loss_first": result["loss"][0], "loss_last": result["loss"][-1]}
+                "loss_first": result["loss"][0], "loss_last": result["loss"][-1],
+                **{k: result[k] for k in ("first_step_s", "sparse_moe_layers", "experts_kernel") if k in result}}
+
+    def hf_train(self, name, model_dir, shape, precision="fp32", adapter=None):
+        """HF transformers' eager training loop (HF + PEFT with an adapter)."""
+        return self.torch_train(name, "hf_train.py", model_dir, shape, precision, adapter)
+
+    def hf_compiled_train(self, name, model_dir, shape, precision="fp32"):
+        """HF under torch.compile with inductor (C++/OpenMP kernels built by the host compiler). The first step
+        compiles forward and backward: it is a warm-up step, and compile_s = its time less the median step.
+        Where inductor cannot run, the reason is kept and the run repeats with aot_eager (graphs captured,
+        eager kernels), labelled as such."""
+        try:
+            result = self.torch_train(name, "hf_train.py", model_dir, shape, precision, extra=["--compile", "inductor"])
+            result["backend"] = "inductor"
+        except RuntimeError as error:
+            lines = [line.strip() for line in str(error).splitlines() if "Error" in line or "error:" in line]
+            reason = lines[-1] if lines else str(error).splitlines()[0]
+            self.notes.append(f"{name}: torch.compile with inductor failed here ({reason}); that row is "
+                              f"torch.compile with backend aot_eager instead (graph capture, eager kernels).")
+            result = self.torch_train(f"{name}_aot_eager", "hf_train.py", model_dir, shape, precision,
+                                      extra=["--compile", "aot_eager"])
+            result["backend"] = "aot_eager (inductor failed)"
+            result["inductor_error"] = reason
+        result["compile_s"] = max(0.0, result["first_step_s"] - result["step_time_s"])
+        return result
+
+    def sparse_torch_train(self, name, model_dir, shape, precision="fp32"):
+        """The sparse PyTorch reference: HF's model with tokens routed to their chosen experts only."""
+        return self.torch_train(name, "sparse_torch_train.py", model_dir, shape, precision)
 
     def compare_training(self, label, key, ours, ref, ref_name):
         speedup = ours["tokens_per_s"] / ref["tokens_per_s"]
@@ -183,6 +231,26 @@ class Bench:
         self.results[key] = {"ours": strip(ours), "reference": ref, "speedup": speedup, "peak_rss_ratio": rss_ratio}
         return speedup, rss_ratio
 
+    def compare_peer(self, label, key, peer_key, ours, peer, peer_name, note=""):
+        """A further reference of the same run (results[key]["peers"][peer_key]): tokens/s and peak RSS rows."""
+        speedup = ours["tokens_per_s"] / peer["tokens_per_s"]
+        rss_ratio = ours["peak_rss_mb"] / peer["peak_rss_mb"]
+        self.rows.append((label, f"tokens/s vs {peer_name}", f"{ours['tokens_per_s']:.0f}",
+                          f"{peer['tokens_per_s']:.0f}", f"{speedup:.2f}x", note))
+        self.rows.append((label, f"peak RSS vs {peer_name}", f"{ours['peak_rss_mb']:.0f} MB",
+                          f"{peer['peak_rss_mb']:.0f} MB", f"{rss_ratio:.2f}x",
+                          f"loss step 1: {ours['loss_first']:.3f} vs {peer['loss_first']:.3f}"))
+        self.results[key].setdefault("peers", {})[peer_key] = {"reference": peer, "speedup": speedup,
+                                                               "peak_rss_ratio": rss_ratio}
+        return speedup
+
+    def compiled_peer(self, label, key, name, model_dir, shape, precision, ours):
+        compiled = self.hf_compiled_train(name, model_dir, shape, precision)
+        note = (f"compile + first step {compiled['first_step_s']:.0f} s, ~{compiled['compile_s']:.0f} s of it "
+                f"compiling (warm-up, not in step time)")
+        return self.compare_peer(label, key, "hf_compile", ours, compiled,
+                                 f"HF + torch.compile ({compiled['backend']})", note)
+
     def training(self):
         a = self.args
         shape = (a.seq_len, a.global_batch, a.micro_batch)
@@ -191,23 +259,50 @@ class Bench:
         moe_init = self.init_model("moe", moe_arch)
         dense_init = self.init_model("dense", dense_arch)
         precisions = ["fp32"] if a.quick else ["fp32", "bf16"]
+        dense = {}
         for precision in precisions:
+            label, key = f"MoE train {precision}", f"train_moe_{precision}"
             ours = self.ours_train(f"ours_moe_{precision}", moe_arch, moe_init, shape, precision)
             ref = self.hf_train(f"hf_moe_{precision}", moe_init, shape, precision)
-            speedup, _ = self.compare_training(f"MoE train {precision}", f"train_moe_{precision}", ours, ref, "HF eager")
+            speedup, _ = self.compare_training(label, key, ours, ref, "HF eager")
+            vs_compile = self.compiled_peer(label, key, f"hf_compile_moe_{precision}", moe_init, shape, precision,
+                                            ours)
+            sparse = self.sparse_torch_train(f"sparse_torch_moe_{precision}", moe_init, shape, precision)
+            vs_sparse = self.compare_peer(label, key, "sparse_torch", ours, sparse, "sparse PyTorch",
+                                          f"HF + MoE routed to chosen experts only ({sparse['experts_kernel']})")
             if precision == "fp32":
                 self.results["train_speedup_moe"] = speedup
+                self.results["train_speedup_moe_vs_compile"] = vs_compile
+                self.results["train_speedup_moe_vs_sparse_torch"] = vs_sparse
+
+            label, key = f"dense train {precision}", f"train_dense_{precision}"
             ours = self.ours_train(f"ours_dense_{precision}", dense_arch, dense_init, shape, precision)
             ref = self.hf_train(f"hf_dense_{precision}", dense_init, shape, precision)
-            speedup, _ = self.compare_training(f"dense train {precision}", f"train_dense_{precision}", ours, ref,
-                                               "HF eager")
+            speedup, _ = self.compare_training(label, key, ours, ref, "HF eager")
+            vs_compile = self.compiled_peer(label, key, f"hf_compile_dense_{precision}", dense_init, shape,
+                                            precision, ours)
+            # Without MoE layers the sparse reference is HF's eager model unchanged: the HF eager run stands for it.
+            vs_sparse = self.compare_peer(label, key, "sparse_torch", ours, dict(ref, same_run_as="HF eager"),
+                                          "sparse PyTorch",
+                                          "no MoE layer: the same code as HF eager, not run again")
             mfu_ref = ours["mfu"] * ref["tokens_per_s"] / ours["tokens_per_s"]
-            self.rows.append((f"dense train {precision}", f"MFU vs {precision} GEMM peak", f"{100 * ours['mfu']:.1f}%",
+            self.rows.append((label, f"MFU vs {precision} GEMM peak", f"{100 * ours['mfu']:.1f}%",
                               f"{100 * mfu_ref:.1f}%", "", "model FLOPs / (time x measured peak)"))
+            dense[precision] = ours
             if precision == "fp32":
                 self.results["train_speedup_dense"] = speedup
+                self.results["train_speedup_dense_vs_compile"] = vs_compile
+                self.results["train_speedup_dense_vs_sparse_torch"] = vs_sparse
                 self.results["mfu_dense"] = ours["mfu"]
                 self.results["mfu_dense_reference"] = mfu_ref
+            else:
+                self.results[f"mfu_dense_{precision}"] = ours["mfu"]
+        if "bf16" in dense:  # ours in bf16 against ours in fp32, dense model
+            self.results["bf16_step_vs_fp32"] = dense["bf16"]["step_time_s"] / dense["fp32"]["step_time_s"]
+            self.results["bf16_rss_vs_fp32"] = dense["bf16"]["peak_rss_mb"] / dense["fp32"]["peak_rss_mb"]
+            self.rows.append(("dense train bf16", "ours bf16 / ours fp32: step time, peak RSS",
+                              f"{self.results['bf16_step_vs_fp32']:.2f}x, {self.results['bf16_rss_vs_fp32']:.2f}x",
+                              "", "", "lower is better"))
         for precision in precisions:
             ours = self.ours_train(f"ours_lora_{precision}", moe_arch, moe_init, shape, precision, lora=True,
                                    checkpoint_at_end=True)
@@ -293,6 +388,32 @@ class Bench:
         self.results["scaling_seq_len"] = rows
 
     # ---- report ----------------------------------------------------------------------------------------
+    def targets(self):
+        """results["targets"]: each target's threshold, measured value (null where this run did not measure
+        it) and whether it is met (null where not measured or not applicable)."""
+        targets = {}
+        peaks = self.results.get("gemm_peak_tflops", {})
+        for key, comparison, threshold, what in TARGETS:
+            value = self.results.get(key)
+            entry = {"comparison": comparison, "threshold": threshold, "measured": value, "met": None, "what": what}
+            if key == "bf16_step_vs_fp32" and peaks and peaks.get("bf16", 0.0) < 2 * peaks.get("fp32", 0.0):
+                entry["applies"] = False
+                entry["note"] = (f"bf16 GEMM peak {peaks['bf16']:.3f} < 2x fp32 peak {peaks['fp32']:.3f} TFLOP/s")
+            elif value is None:
+                entry["note"] = "not measured in this run"
+            else:
+                entry["met"] = value >= threshold if comparison == ">=" else value <= threshold
+            targets[key] = entry
+        self.results["targets"] = targets
+        lines = ["| target | what | threshold | measured | met |", "|---|---|---|---|---|"]
+        for key, entry in targets.items():
+            measured = "-" if entry["measured"] is None else f"{entry['measured']:.3f}"
+            met = {True: "yes", False: "no", None: "n/a"}[entry["met"]]
+            if entry.get("note"):
+                met += f" ({entry['note']})"
+            lines.append(f"| {key} | {entry['what']} | {entry['comparison']} {entry['threshold']} | {measured} | {met} |")
+        return lines
+
     def report(self):
         lines = ["| section | measure | ours | reference | ours/ref | note |", "|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
@@ -302,17 +423,28 @@ class Bench:
         self.results["settings"] = {"quick": self.args.quick, "threads": self.threads, "warmup_steps": self.args.warmup,
                                     "measured_steps": self.args.steps, "seq_len": self.args.seq_len,
                                     "global_batch": self.args.global_batch, "micro_batch": self.args.micro_batch}
-        headline = {k: self.results[k] for k in ("train_speedup_moe", "train_speedup_dense", "lora_speedup_moe",
-                                                 "lora_peak_rss_ratio", "mfu_dense", "tokenizer_vs_tiktoken",
+        headline = {k: self.results[k] for k in ("train_speedup_moe", "train_speedup_dense",
+                                                 "train_speedup_moe_vs_compile", "train_speedup_dense_vs_compile",
+                                                 "train_speedup_moe_vs_sparse_torch",
+                                                 "train_speedup_dense_vs_sparse_torch", "lora_speedup_moe",
+                                                 "lora_peak_rss_ratio", "mfu_dense", "mfu_dense_bf16",
+                                                 "bf16_step_vs_fp32", "bf16_rss_vs_fp32", "tokenizer_vs_tiktoken",
                                                  "ep2_vs_1rank") if k in self.results}
+        target_lines = self.targets()
         md = [f"# Benchmark results ({'quick' if self.args.quick else 'full'} run, {machine['date']})", "",
               f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']:.0f} GB; {machine['os']}; "
               f"torch {machine['torch']}, transformers {machine['transformers']}, peft {machine['peft']}.",
               f"Both sides: {self.threads} intra-op threads, the same config, weights, data and batch "
               f"(seq {self.args.seq_len} x {self.args.global_batch} rows per step, micro-batch {self.args.micro_batch}), "
               f"AdamW, median over {self.args.steps} measured steps after {self.args.warmup} warm-up steps. "
-              f"Reference: HF transformers eager training loop (attn_implementation=sdpa), PEFT for LoRA.", "",
-              table, "", "Headline ratios (ours / reference; MFU as a fraction):", "",
+              f"References: HF transformers eager training loop (attn_implementation=sdpa), PEFT for LoRA; "
+              f"the same loop under torch.compile (inductor, kernels built by {machine['cxx']}; the compiling "
+              f"first step is a warm-up step, its time reported apart); a sparse PyTorch reference (HF's model "
+              f"with each MoE layer routing tokens to their chosen experts only, scripts/bench/sparse_moe.py; "
+              f"its logits and loss equal HF's, tests/bench/sparse_moe_test.py).", "",
+              *self.notes, *([""] if self.notes else []),
+              table, "", "Targets (null / n/a: not measured in this run or not applicable):", "", *target_lines, "",
+              "Headline ratios (ours / reference; MFU as a fraction):", "",
               "```json", json.dumps(headline, indent=2), "```", ""]
         os.makedirs(self.args.out, exist_ok=True)
         with open(os.path.join(self.args.out, "results.md"), "w") as f:
@@ -347,9 +479,14 @@ def machine_description(threads):
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    cxx = os.environ.get("CXX", "g++")  # the compiler torch.compile's inductor builds CPU kernels with
+    try:
+        cxx = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        cxx += " (not found)"
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory, "os": os_name, "threads": threads,
             "load_average": os.getloadavg(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+            "peft": peft.__version__, "cxx": cxx, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
 
 def main():
