@@ -452,6 +452,8 @@ class Trainer {
     for (int64_t b = 0; recipe_.train.eval_batches == 0 || b < recipe_.train.eval_batches; ++b) {
       const data::StepBatch batch = eval_loader.next_step();
       if (batch.end_of_data) break;
+      // Agreed before any forward: the MoE exchanges inside a forward need every rank of the group.
+      const int64_t forwards = expert_exchange_forwards(static_cast<int64_t>(batch.micro.size()));
       for (const auto& cpu_micro : batch.micro) {
         const data::Batch micro = to_device(cpu_micro, device_);
         AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
@@ -473,7 +475,7 @@ class Trainer {
                               micro.task_ids);
         }
       }
-      match_expert_exchanges(static_cast<int64_t>(batch.micro.size()));
+      run_padding_forwards(forwards - static_cast<int64_t>(batch.micro.size()));
     }
     at::Tensor totals = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
     host_.all_reduce(totals, parallel::ReduceOp::kSum);
@@ -482,19 +484,23 @@ class Trainer {
             per_task.result(host_)};
   }
 
-  // The last eval batch may be short, leaving ranks with different numbers of micro-batches; the MoE
-  // layers' exchanges are collectives over the expert-parallel group, so ranks with fewer run discarded
-  // forwards of one padding row until every rank has run as many.
-  void match_expert_exchanges(int64_t micro_batches) {
-    if (!model_->expert_exchange()) return;
+  // The last eval batch may be short, leaving ranks with different numbers of micro-batches (a rank may
+  // get none). The MoE layers' exchanges are collectives over the expert-parallel group, so every rank
+  // must run as many forwards, side by side: the most micro-batches of any rank is agreed on first, and
+  // ranks with fewer run discarded forwards of one padding row after their own. Without exchanges each
+  // rank runs its own.
+  int64_t expert_exchange_forwards(int64_t micro_batches) {
+    if (!model_->expert_exchange()) return micro_batches;
     at::Tensor most = at::full({1}, micro_batches, at::kLong);
     host_.all_reduce(most, parallel::ReduceOp::kMax);
+    return most.item<int64_t>();
+  }
+
+  void run_padding_forwards(int64_t count) {
+    if (count <= 0) return;
+    L4_LOG_DEBUG("eval: {} padding forward(s) to match the other ranks' expert exchanges", count);
     const int64_t pad_id = recipe_.arch.text_config.pad_token_id.value_or(0);
-    if (most.item<int64_t>() > micro_batches) {
-      L4_LOG_DEBUG("eval: {} padding forward(s) to match the other ranks' expert exchanges",
-                   most.item<int64_t>() - micro_batches);
-    }
-    for (int64_t i = micro_batches; i < most.item<int64_t>(); ++i) {
+    for (int64_t i = 0; i < count; ++i) {
       AutocastScope autocast(recipe_.train.precision == config::Precision::kBf16, device_.type());
       model_->forward(
           at::full({1, recipe_.data.seq_len}, pad_id, at::TensorOptions(at::kLong).device(device_)));

@@ -2,7 +2,9 @@
 """`llama4 train` under mpirun with expert parallelism: the losses (and eval loss) of
 `mpirun -np 2 ... parallel.expert_parallel=2` equal a one-process run within 1e-5 (training and eval losses),
 and an ep=2 run stopped at step 2 and resumed (expert shards saved and restored per rank) continues with the
-same losses; with a capacity factor the metrics carry the drop rate.
+same losses; with a capacity factor the metrics carry the drop rate. An eval set whose last batch leaves one
+rank without a row (5 rows, 2 ranks, micro-batches of 1) completes with the one-process eval loss: every rank
+runs as many forwards (their expert exchanges are collectives).
 
 Environment (set by ctest): L4_BINARY, L4_SOURCE_DIR; MPIEXEC and MPIEXEC_FLAGS from the command line."""
 import json
@@ -95,6 +97,27 @@ checkpoint: {{resume: none}}
             rates = [json.loads(line)["expert_drop_rate"] for line in f if "loss" in json.loads(line)]
         print(f"ep=2, capacity factor 0.5: drop rates {rates}")
         assert len(rates) == STEPS and all(0.0 < r < 1.0 for r in rates), rates
+
+        # Eval of 5 unpacked rows on 2 ranks: batches of 4 then 1 (rank 0 gets no row in the second).
+        records = os.path.join(tmp, "five.jsonl")
+        with open(records, "w", encoding="utf-8") as f:
+            for line in text.splitlines()[:5]:
+                f.write(json.dumps({"text": line[:200]}) + "\n")
+        odd_eval = os.path.join(tmp, "odd_eval")
+        run([BINARY, "prepare", "--input", records, "--output", odd_eval, "--tokenizer",
+             os.path.join(SOURCE, "data/tokenizer")])
+
+        def eval_loss(np, ep):
+            cmd = [BINARY, "eval", "--config", recipe, f"data.eval={odd_eval}", "data.pack=false",
+                   f"parallel.expert_parallel={ep}", "parallel.timeout_s=60"]
+            if np > 1:
+                cmd = [MPIEXEC, "-np", str(np), *MPI_FLAGS, *cmd]
+            out = run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+            return float(out.split("eval_loss")[1].split()[0])
+
+        one, two = eval_loss(1, 1), eval_loss(2, 2)
+        print(f"eval of 5 rows: one process {one:.6f}, ep=2 on 2 ranks {two:.6f}")
+        assert abs(one - two) <= TOL, (one, two)
 
 
 if __name__ == "__main__":
