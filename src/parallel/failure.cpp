@@ -125,17 +125,29 @@ CollectiveWatchdog::Scope::~Scope() {
   watchdog_->active_ = false;
 }
 
-void CollectiveWatchdog::answer_roll_call() {
-  // Once a second at most: the directory may be on a shared file system that every rank polls.
-  if (roll_call_dir_.empty() || now_s() - last_roll_call_check_ < 1.0) return;
+void CollectiveWatchdog::answer_roll_call(bool throttle) {
+  // Once a second at most: the directory may be on a shared file system that every rank polls. It exists
+  // only once some rank has timed out, so until then a look costs one failed directory open.
+  if (roll_call_dir_.empty() || (throttle && now_s() - last_roll_call_check_ < 1.0)) return;
   last_roll_call_check_ = now_s();
-  const std::string token = read_small_file(roll_call_dir_ + "/roll_call");
-  if (token.empty() || token == answered_token_) return;
-  answered_token_ = token;
-  // "<token>\n<in|out> <seq> <comm> <op>": inside the collective or not, and which one (the last one when
-  // out).
-  write_small_file(fmt::format("{}/rank_{}", roll_call_dir_, world_rank_),
-                   fmt::format("{}\n{} {} {} {}", token, active_ ? "in" : "out", seq_, comm_name_, op_));
+  // Each rank that timed out asks through its own roll_call_<rank> file: ranks that time out together
+  // (each stuck in a different collective) ask and answer one another.
+  std::error_code error;
+  std::filesystem::directory_iterator entries(roll_call_dir_, error);
+  if (error) return;
+  for (const auto& entry : entries) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("roll_call_", 0) != 0) continue;
+    const std::string caller = name.substr(std::string("roll_call_").size());
+    if (caller == std::to_string(world_rank_)) continue;
+    const std::string token = read_small_file(entry.path().string());
+    if (token.empty() || answered_tokens_[caller] == token) continue;
+    answered_tokens_[caller] = token;
+    // "<token>\n<in|out> <seq> <comm> <op>": inside the collective or not, and which one (the last one
+    // when out).
+    write_small_file(fmt::format("{}/rank_{}_for_{}", roll_call_dir_, world_rank_, caller),
+                     fmt::format("{}\n{} {} {} {}", token, active_ ? "in" : "out", seq_, comm_name_, op_));
+  }
 }
 
 std::string CollectiveWatchdog::missing_ranks(const std::string& op, const std::string& comm, int64_t seq,
@@ -155,13 +167,18 @@ std::string CollectiveWatchdog::missing_ranks(const std::string& op, const std::
   const std::string token = fmt::format("{}-{:.6f}", world_rank_, now_s());
   std::error_code ignored;
   std::filesystem::create_directories(dir, ignored);  // only now: a run that never times out leaves nothing
-  write_small_file(dir + "/roll_call", token);
-  // Every watchdog thread looks once a second; a live one answers well within the 3 s wait.
+  write_small_file(fmt::format("{}/roll_call_{}", dir, world_rank_), token);
+  // Every watchdog thread looks once a second; a live one answers well within the 3 s wait. This one
+  // answers too while it waits: a rank that timed out at the same moment is asking it.
   std::map<int, std::string> answers;
   for (int tries = 0; tries < 60; ++tries) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      answer_roll_call(/*throttle=*/false);
+    }
     for (int r : peers) {
       if (r == world_rank_ || answers.count(r) != 0) continue;
-      const std::string text = read_small_file(fmt::format("{}/rank_{}", dir, r));
+      const std::string text = read_small_file(fmt::format("{}/rank_{}_for_{}", dir, r, world_rank_));
       if (text.rfind(token + "\n", 0) == 0) answers[r] = text.substr(token.size() + 1);
     }
     if (answers.size() + 1 >= peers.size()) break;
@@ -205,7 +222,7 @@ void CollectiveWatchdog::loop() {
   while (!stop_) {
     wake_.wait_for(lock, period);
     if (stop_) continue;
-    answer_roll_call();
+    answer_roll_call(/*throttle=*/true);
     if (!active_ || fired_) continue;
     const double elapsed = now_s() - started_;
     if (elapsed <= timeout_s_) continue;

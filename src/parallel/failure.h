@@ -32,9 +32,10 @@ std::string failure_message(int rank, int world_size, const std::string& what);
 //
 // Which ranks did not arrive cannot be asked over MPI (a stuck peer does not progress it, and this thread
 // may not call it), so the watchdog threads talk through files in a directory every rank sees (the run
-// directory): the rank that times out writes "roll_call" with a fresh token, every rank's watchdog thread
-// (alive even when its main thread is stuck) answers in "rank_R" with what it is doing, and a rank whose
-// answer is not "inside this very collective" (or who does not answer: dead) did not arrive.
+// directory): the rank C that times out writes "roll_call_C" with a fresh token, every rank's watchdog
+// thread (alive even when its main thread is stuck) answers in "rank_R_for_C" with what it is doing, and a
+// rank whose answer is not "inside this very collective" (or who does not answer: dead) did not arrive.
+// Ranks that time out together (stuck in different collectives) answer each other while they wait.
 class CollectiveWatchdog {
  public:
   using Handler = std::function<void(const std::string& message)>;
@@ -62,7 +63,7 @@ class CollectiveWatchdog {
 
  private:
   void loop();
-  void answer_roll_call();  // called with mutex_ held
+  void answer_roll_call(bool throttle);  // called with mutex_ held
   std::string missing_ranks(const std::string& op, const std::string& comm, int64_t seq,
                             const std::vector<int>& members);
 
@@ -82,7 +83,7 @@ class CollectiveWatchdog {
   double started_ = 0.0;
   std::string roll_call_dir_;
   int world_size_ = 0;
-  std::string answered_token_;
+  std::map<std::string, std::string> answered_tokens_;  // per asking rank, the last token answered
   double last_roll_call_check_ = 0.0;
   std::thread thread_;
 };
