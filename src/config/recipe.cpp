@@ -58,6 +58,11 @@ struct InlineImageTokens {
 void resolve_arch(Recipe& recipe, const YamlDocument& doc, ConfigErrors& errors) {
   const ModelSection& m = recipe.model;
   if (doc.has("model.text_config")) {
+    if (doc.has("model.text_config_overrides")) {
+      errors.add(doc.location("model.text_config_overrides"), "model.text_config_overrides",
+                 "changes the architecture of model.config or model.hf_dir; with an inline text_config, "
+                 "write the values there");
+    }
     ModelArch& arch = recipe.arch;
     doc.subdocument("model.text_config").read(arch.text_config, errors, Strictness::kStrict);
     if (doc.has("model.vision_config")) {
@@ -88,6 +93,14 @@ void resolve_arch(Recipe& recipe, const YamlDocument& doc, ConfigErrors& errors)
     recipe.arch = load_model_arch(path);
   } catch (const Error& e) {
     errors.add(doc.location(key), key, fmt::format("invalid architecture in '{}':\n{}", path, e.what()));
+    return;
+  }
+  // A fine-tune may change a few architecture keys of its base, e.g. a longer attention_chunk_size so
+  // that the RoPE layers see a whole conversation; unknown keys are errors like everywhere else.
+  if (doc.has("model.text_config_overrides")) {
+    doc.subdocument("model.text_config_overrides").read(recipe.arch.text_config, errors, Strictness::kStrict);
+    recipe.arch.text_config.resolve();
+    validate_model_arch(recipe.arch, doc, "model.text_config_overrides", "", errors);
   }
 }
 

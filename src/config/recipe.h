@@ -27,7 +27,8 @@ struct ModelSection {
     v("init", init);
     v("dtype", dtype);
     v("freeze_vision", freeze_vision);
-    v.skip("text_config");  // inline architecture, read by load_recipe
+    v.skip("text_config");            // inline architecture, read by load_recipe
+    v.skip("text_config_overrides");  // text_config keys changed on top of `config` / `hf_dir`
     v.skip("vision_config");
     v.skip("boi_token_index");
     v.skip("eoi_token_index");
@@ -44,12 +45,12 @@ struct TokenizerSection {
 };
 
 struct DataSection {
-  std::vector<std::string> sources;  // raw inputs for `llama4 prepare --config`
-  std::string format = "auto";       // auto | text | jsonl | chat | parquet
-  std::string train;                 // prepared dataset directory
-  std::string eval;                  // prepared eval dataset directory (optional)
+  std::vector<std::string> sources;       // raw inputs for `llama4 prepare --config`
+  std::string format = "auto";            // auto | text | jsonl | chat | parquet
+  std::string train;                      // prepared dataset directory
+  std::string eval;                       // prepared eval dataset directory (optional)
   std::vector<std::string> eval_sources;  // raw inputs held out whole: every record goes to `eval`
-  double eval_fraction = 0.05;       // share of records hashed into the eval split by prepare
+  double eval_fraction = 0.05;            // share of records hashed into the eval split by prepare
   int64_t seq_len = 512;
   bool pack = true;
   bool shuffle = true;

@@ -228,6 +228,44 @@ TEST_F(RecipeTest, InlineArchitectureIsValidated) {
       << error;
 }
 
+TEST_F(RecipeTest, TextConfigOverridesChangeTheArchitectureOfTheConfigFile) {
+  const std::string arch = dir_.write("arch.yaml",
+                                      "text_config:\n"
+                                      "  vocab_size: 256\n"
+                                      "  hidden_size: 32\n"
+                                      "  num_hidden_layers: 2\n"
+                                      "  num_attention_heads: 4\n"
+                                      "  num_key_value_heads: 2\n"
+                                      "  attention_chunk_size: 16\n");
+  const std::string path =
+      dir_.write("recipe.yaml",
+                 "model:\n  config: " + arch + "\n  text_config_overrides: {attention_chunk_size: 8192}\n");
+  const Recipe recipe = load_recipe(path, {});
+  ASSERT_TRUE(recipe.arch.text_config.attention_chunk_size.has_value());
+  EXPECT_EQ(*recipe.arch.text_config.attention_chunk_size, 8192);
+  EXPECT_EQ(recipe.arch.text_config.hidden_size, 32);  // the rest comes from the file
+  // Printed and loaded back, the overridden value stays.
+  const std::string printed = dir_.write("printed.yaml", recipe_to_yaml(recipe));
+  EXPECT_EQ(*load_recipe(printed, {}).arch.text_config.attention_chunk_size, 8192);
+
+  const std::string typo = dir_.write(
+      "typo.yaml", "model:\n  config: " + arch + "\n  text_config_overrides: {attention_chunk: 64}\n");
+  EXPECT_NE(load_error(typo).find("model.text_config_overrides.attention_chunk: unknown key (did you mean "
+                                  "'attention_chunk_size'?)"),
+            std::string::npos)
+      << load_error(typo);
+  const std::string bad = dir_.write(
+      "bad.yaml", "model:\n  config: " + arch + "\n  text_config_overrides: {num_key_value_heads: 3}\n");
+  EXPECT_NE(load_error(bad).find("model.text_config_overrides.num_key_value_heads: must divide"),
+            std::string::npos)
+      << load_error(bad);
+  const std::string inline_too = write_recipe("  text_config_overrides: {attention_chunk_size: 64}\n");
+  EXPECT_NE(
+      load_error(inline_too).find("model.text_config_overrides: changes the architecture of model.config"),
+      std::string::npos)
+      << load_error(inline_too);
+}
+
 TEST_F(RecipeTest, ModelSectionNeedsAnArchitecture) {
   const std::string path = dir_.write("empty.yaml", "train: {steps: 1}\n");
   EXPECT_NE(load_error(path).find("model: needs one of 'config', 'hf_dir' or an inline 'text_config'"),
