@@ -9,6 +9,7 @@
 #   Torch_DIR      use your own LibTorch instead of the venv's torch
 #   L4_SKIP_APT=1  never touch system packages
 #   L4_JOBS        parallel build jobs (default: number of cores)
+#   L4_BUILD_TARGETS  build only these targets (space-separated; default: all)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,6 +70,9 @@ if [[ ! -f $BUILD_DIR/build.ninja ]]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DTorch_DIR="$Torch_DIR" \
     -DL4_PYTHON="$VENV/bin/python" ${L4_CMAKE_ARGS:-} >>"$LOG" 2>&1 || fail "cmake configure"
 fi
-step "building (-j$JOBS)"
-cmake --build "$BUILD_DIR" -j "$JOBS" >>"$LOG" 2>&1 || fail "build"
+# L4_BUILD_TARGETS narrows the build (the quickstart needs only the llama4 binary; tests need all).
+TARGETS=()
+for t in ${L4_BUILD_TARGETS:-}; do TARGETS+=(--target "$t"); done
+step "building (-j$JOBS${L4_BUILD_TARGETS:+, targets: $L4_BUILD_TARGETS})"
+cmake --build "$BUILD_DIR" -j "$JOBS" "${TARGETS[@]}" >>"$LOG" 2>&1 || fail "build"
 step "ready: $BUILD_DIR/bin/llama4"
