@@ -3,7 +3,10 @@
 
 Images (PNG, written by the small encoder below) show coloured shapes or simple bar charts; each
 conversation asks one question about its image(s) and the assistant answers with a short exact
-answer. Text-only conversations ask domain questions about shapes, colours and counts.
+answer. Text-only conversations ask domain questions about shapes, colours and counts, each fact in several
+phrasings (some with an instruction suffix or a system line); no conversation occurs twice, every fact a
+held-out question recalls (sides, paint mixing, number words) is taught by other phrasings in train.jsonl,
+and the quickstart's two text questions occur in neither file.
 
 Each record carries a "task" label (image_count, image_colour, ..., paint_mixing, number_words, ...), so
 `llama4 eval` reports loss and exact match per task. Split: a record goes to eval.jsonl when the hash of its
@@ -174,36 +177,75 @@ def image_records(rng, out_dir):
     return records
 
 
+TEXT_TEMPLATES = {
+    "sides": ["How many sides does a {s} have?", "A {s} has how many sides?", "Count the sides of a {s}.",
+              "How many straight sides has a {s}?"],
+    "paint_mixing": ["Which colour do you get by mixing {a} and {b} paint?", "What colour do you get by mixing {a} and {b}?",
+                     "Mixing {a} and {b} paint gives which colour?", "What colour comes from mixing {a} paint with {b} paint?"],
+    "addition": ["A picture has {n} {s}s and {m} more are added. How many {s}s are there now?",
+                 "There are {n} {s}s. {m} more {s}s are drawn. How many {s}s are there?",
+                 "What is {n} plus {m}?"],
+    "number_words": ["Write the number {n} as a word.", "How is {n} written in words?", "What is {n} in words?",
+                     "Spell the number {n} as a word."],
+    "text_chart": ["A bar chart shows A = {a}, B = {b}, C = {c}. Which bar is tallest?",
+                   "Bars: A is {a}, B is {b}, C is {c}. Which bar is the tallest?"],
+}
+# Tasks whose answer is a fact to recall (taught in other phrasings); addition and text_chart are skills,
+# held out on new numbers.
+RECALLED_TASKS = {"sides", "paint_mixing", "number_words"}
+# The quickstart asks these after tuning: no record carries them (in any suffix), so its answers come from the
+# facts taught by the other phrasings.
+DEMO_QUESTIONS = ("How many sides does a triangle have?", "What colour do you get by mixing red and blue?")
+SUFFIXES = ["", " Answer with one word.", " Answer with one word or number."]
+SIDE_COUNTS = {"triangle": 3, "square": 4, "pentagon": 5, "hexagon": 6}
+
+
+def text_question(rng, task):
+    """One text question of a task: (question, answer, fact). The fact names what the answer depends on,
+    so that the generator can check that every held-out fact is also taught by other phrasings."""
+    template = str(rng.choice(TEXT_TEMPLATES[task]))
+    if task == "sides":
+        s = str(rng.choice(list(SIDE_COUNTS)))
+        return template.format(s=s), str(SIDE_COUNTS[s]), s
+    if task == "paint_mixing":
+        (a, b), mix = list(MIXES.items())[int(rng.integers(0, len(MIXES)))]
+        if rng.integers(0, 2):
+            a, b = b, a
+        return template.format(a=a, b=b), mix, (a, b)
+    if task == "addition":
+        n, m = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        return template.format(n=n, m=m, s=str(rng.choice(SHAPES))), str(n + m), (n, m)
+    if task == "number_words":
+        n = int(rng.integers(0, 11))
+        return template.format(n=n), NUMBER_WORDS[n], n
+    values = [int(v) for v in rng.integers(1, 10, size=3)]
+    while values.count(max(values)) > 1:
+        values = [int(v) for v in rng.integers(1, 10, size=3)]
+    a, b, c = values
+    return template.format(a=a, b=b, c=c), "ABC"[int(np.argmax(values))], tuple(values)
+
+
 def text_records(rng):
-    records = []
-    for i in range(N_TEXT_RECORDS):
-        kind = i % 5
-        if kind == 0:
-            s = str(rng.choice(["square", "triangle"]))
-            q, a = f"How many sides does a {s} have?", str(SIDES[s])
-        elif kind == 1:
-            (c1, c2), mix = list(MIXES.items())[int(rng.integers(0, len(MIXES)))]
-            if rng.integers(0, 2):
-                c1, c2 = c2, c1
-            q, a = f"Which colour do you get by mixing {c1} and {c2} paint?", mix
-        elif kind == 2:
-            n, m = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-            s = str(rng.choice(SHAPES))
-            q, a = f"A picture has {n} {s}s and {m} more are added. How many {s}s are there now?", str(n + m)
-        elif kind == 3:
-            n = int(rng.integers(0, 11))
-            q, a = f"Write the number {n} as a word.", NUMBER_WORDS[n]
-        else:
-            values = [int(v) for v in rng.integers(1, 10, size=3)]
-            while values.count(max(values)) > 1:
-                values = [int(v) for v in rng.integers(1, 10, size=3)]
-            q = f"A bar chart shows A = {values[0]}, B = {values[1]}, C = {values[2]}. Which bar is tallest?"
-            a = "ABC"[int(np.argmax(values))]
+    """Distinct text questions (no record twice: a repeated question would weigh one fact many times in
+    the held-out set), several phrasings per fact, some with an instruction suffix or a system line."""
+    tasks = list(TEXT_TEMPLATES)
+    records, seen = [], set()
+    i = 0
+    while len(records) < N_TEXT_RECORDS:
+        task = tasks[i % len(tasks)]
+        i += 1
+        q, a, fact = text_question(rng, task)
+        if q in DEMO_QUESTIONS:
+            continue
+        q += str(rng.choice(SUFFIXES))
         msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        if i % 7 == 0:
+        if rng.integers(0, 7) == 0:
             msgs.insert(0, {"role": "system", "content": "Answer with one word or number."})
-        task = ["sides", "paint_mixing", "addition", "number_words", "text_chart"][kind]
-        records.append({"messages": msgs, "task": task})
+        key = json.dumps(msgs)
+        if key in seen:
+            continue
+        seen.add(key)
+        records.append({"messages": msgs, "task": task, "fact": [task, fact]})
     return records
 
 
@@ -218,10 +260,18 @@ def main():
     records = image_records(rng, out) + text_records(rng)
     order = rng.permutation(len(records))
     splits = {"train": [], "eval": []}
+    facts = {"train": set(), "eval": set()}
     for k in order:
+        fact = records[k].pop("fact", None)
         line = json.dumps(records[k], ensure_ascii=False, separators=(", ", ": "))
         content = json.dumps({"messages": records[k]["messages"]}, ensure_ascii=False, separators=(", ", ": "))
-        splits["eval" if record_hash_unit(content.encode()) < EVAL_FRACTION else "train"].append(line)
+        split = "eval" if record_hash_unit(content.encode()) < EVAL_FRACTION else "train"
+        splits[split].append(line)
+        if fact is not None and fact[0] in RECALLED_TASKS:
+            facts[split].add(json.dumps(fact))
+    untaught = facts["eval"] - facts["train"]
+    if untaught:
+        raise SystemExit(f"held-out facts with no training question: {sorted(untaught)}")
     for name, lines in splits.items():
         with open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")

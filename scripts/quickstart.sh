@@ -5,7 +5,7 @@
 # and tried on held-out prompts, one of them with its picture. Outputs go to runs/quickstart/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$ROOT/scripts/setup.sh"
+L4_BUILD_TARGETS=${L4_BUILD_TARGETS:-llama4} "$ROOT/scripts/setup.sh"  # the job needs only the binary
 cd "$ROOT"
 BIN=${L4_BUILD_DIR:-$ROOT/build}/bin/llama4
 RECIPE=recipes/lora_sft_tiny.yaml
