@@ -68,7 +68,7 @@ for version in "${versions[@]}"; do
   say "torch $version: compiling src/$([[ ${L4_COMPAT_TESTS:-0} == 1 ]] && echo ' and tests/') (-fsyntax-only, $JOBS jobs)"
   "$VENV/bin/python" - "$ROOT" "$BUILD_DIR/compile_commands.json" "$include" "$out" "$JOBS" \
     "${L4_COMPAT_CXX:-}" "${L4_COMPAT_TESTS:-0}" "${L4_COMPAT_ONLY:-}" <<'PY' || status=1
-import concurrent.futures, json, os, re, shlex, subprocess, sys, time
+import concurrent.futures, json, os, re, shlex, subprocess, sys, threading, time
 root, commands_file, include, out, jobs, cxx, with_tests, only = sys.argv[1:]
 entries = json.load(open(commands_file))
 
@@ -116,39 +116,67 @@ for e in entries:
     old = torch_include(args)
     if old is None:
         continue  # does not use LibTorch: nothing here depends on its version
-    jobs_list.append((path, rewrite(args, old), e["directory"]))
+    # A TU that CMake builds without the precompiled header (the kernel loops, built with their own ISA
+    # flags) is checked without one too.
+    jobs_list.append((path, rewrite(args, old), e["directory"], "-include" in args))
 if not jobs_list:
     sys.exit("no LibTorch translation units in compile_commands.json")
 
-# One precompiled header against these headers (flags of the first library TU; GCC falls back to the
-# header text for a TU whose flags do not match).
-pch_dir = os.path.join(out, "pch")
-os.makedirs(pch_dir, exist_ok=True)
-library = next(j for j in jobs_list if j[0].startswith("src/"))
-flags = [a for a in library[1][:-1]]
-with open(os.path.join(pch_dir, "pch_source.h"), "w") as f:
-    f.write(f'#include "{os.path.join(root, "src/core/pch.h")}"\n')
-pch_cmd = flags + ["-x", "c++-header", os.path.join(pch_dir, "pch_source.h"), "-o",
-                   os.path.join(pch_dir, "pch.h.gch")]
+
+def pch_key(args):
+    # GCC accepts a precompiled header only where the definitions and code-generation options match the
+    # ones it was made with (include directories may differ): one header per such set of flags.
+    return tuple(a for a in args[:-1] if a.startswith(("-D", "-U", "-m", "-f", "-std", "-O", "-g")))
+
+
+# The precompiled headers against these headers, made on demand (one per flag set of the TUs that use it).
+pch_root = os.path.join(out, "pch")
+os.makedirs(pch_root, exist_ok=True)
+pch_lock, pch_made = threading.Lock(), {}
 start = time.time()
-built = subprocess.run(pch_cmd, cwd=library[2], capture_output=True, text=True)
-if built.returncode != 0:
-    print(built.stderr[:6000])  # the first errors explain the rest
-    sys.exit("FAILED: the precompiled header (src/core/pch.h) does not compile against these headers")
-with open(os.path.join(pch_dir, "pch.h"), "w") as f:
-    f.write("#error the precompiled header was not used\n")
+
+
+def precompiled_header(job):
+    """The directory of the PCH for this TU's flags (built once), or None when it does not compile."""
+    key = pch_key(job[1])
+    with pch_lock:
+        if key in pch_made:
+            return pch_made[key]
+        pch_dir = os.path.join(pch_root, str(len(pch_made)))
+        os.makedirs(pch_dir, exist_ok=True)
+        with open(os.path.join(pch_dir, "pch_source.h"), "w") as f:
+            f.write(f'#include "{os.path.join(root, "src/core/pch.h")}"\n')
+        pch_cmd = job[1][:-1] + ["-x", "c++-header", os.path.join(pch_dir, "pch_source.h"), "-o",
+                                 os.path.join(pch_dir, "pch.h.gch")]
+        built = subprocess.run(pch_cmd, cwd=job[2], capture_output=True, text=True)
+        if built.returncode != 0:
+            print(built.stderr[:6000])  # the first errors explain the rest
+            print(f"[torch-compat] the precompiled header (src/core/pch.h) does not compile against these "
+                  f"headers with the flags of {job[0]}", flush=True)
+            pch_made[key] = None
+        else:
+            with open(os.path.join(pch_dir, "pch.h"), "w") as f:
+                f.write("#error the precompiled header was not used\n")
+            pch_made[key] = pch_dir
+        return pch_made[key]
 
 
 def check(job):
-    path, args, directory = job
-    cmd = args[:-1] + ["-fsyntax-only", "-include", os.path.join(pch_dir, "pch.h"), args[-1]]
-    r = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
-    with_pch = "the precompiled header was not used" not in r.stderr
+    path, args, directory, uses_pch = job
+    pch_dir = precompiled_header(job) if uses_pch else None
+    if uses_pch and pch_dir is None:
+        return path, 1, "the precompiled header does not compile (above)", False
+    r, with_pch = None, False
+    if pch_dir:
+        cmd = args[:-1] + ["-fsyntax-only", "-include", os.path.join(pch_dir, "pch.h"), args[-1]]
+        r = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
+        with_pch = "the precompiled header was not used" not in r.stderr
     if not with_pch:
-        # Flags differ from the PCH's (a test target's definitions): compile with the real header text.
+        # Compiled from the header text: what a build without precompiled headers sees, so a TU that
+        # leans on the PCH for an include it does not name fails here.
         cmd = args[:-1] + ["-fsyntax-only", args[-1]]
         r = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
-    return path, r.returncode, r.stderr, with_pch
+    return path, r.returncode, r.stderr, with_pch or not uses_pch
 
 
 failed, without_pch = [], 0
@@ -160,7 +188,8 @@ with concurrent.futures.ThreadPoolExecutor(int(jobs)) as pool:
             print(f"--- {path}\n{err[:4000]}", flush=True)
 elapsed = time.time() - start
 if without_pch:
-    print(f"[torch-compat] {without_pch} translation unit(s) compiled without the precompiled header")
+    print(f"[torch-compat] {without_pch} translation unit(s) that use the precompiled header in the build "
+          f"compiled without it (flags the PCH does not accept)")
 if failed:
     print(f"[torch-compat] FAILED: {len(failed)} of {len(jobs_list)} translation units: {' '.join(failed)}")
     sys.exit(1)

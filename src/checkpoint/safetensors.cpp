@@ -1,5 +1,7 @@
 #include "checkpoint/safetensors.h"
 
+#include <torch/torch.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

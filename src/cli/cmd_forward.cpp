@@ -3,6 +3,8 @@
 // checkpoint it would resume from, as generate --config sees them). IN: input_ids int64 [B, T], optional
 // position_ids / doc_ids int64 [B, T] (packed rows), optional pixel_values float [N tiles, 3, S, S]
 // (normalised, as HF's processor gives them; multimodal models only). OUT: logits float32 [B, T, V].
+#include <torch/torch.h>
+
 #include <optional>
 #include <string>
 #include <vector>

@@ -1,5 +1,7 @@
 #include "generate/sampling.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <limits>
 

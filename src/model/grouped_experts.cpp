@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/torch.h>
 
 #include "core/error.h"
 #include "kernels/swiglu.h"

@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <torch/torch.h>
+
 #include "core/error.h"
 
 namespace l4::model {

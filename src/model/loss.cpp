@@ -1,5 +1,7 @@
 #include "model/loss.h"
 
+#include <torch/torch.h>
+
 namespace l4::model {
 
 LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets) {

@@ -1,5 +1,7 @@
 #include "model/moe.h"
 
+#include <torch/torch.h>
+
 #include <limits>
 
 #include "core/error.h"

@@ -1,5 +1,7 @@
 #include "parallel/bucket_plan.h"
 
+#include <torch/torch.h>
+
 #include <map>
 
 #include "core/error.h"

@@ -1,5 +1,7 @@
 #include "parallel/expert_dispatch.h"
 
+#include <torch/torch.h>
+
 #include "core/error.h"
 #include "parallel/communicator.h"
 #include "parallel/dispatch_plan.h"

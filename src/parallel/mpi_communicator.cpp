@@ -1,5 +1,7 @@
 #include "parallel/mpi_communicator.h"
 
+#include <torch/torch.h>
+
 #include <climits>
 #include <cstdlib>
 

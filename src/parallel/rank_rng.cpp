@@ -1,6 +1,7 @@
 #include "parallel/rank_rng.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
 
 #include "core/error.h"
 

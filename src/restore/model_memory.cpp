@@ -1,5 +1,7 @@
 #include "restore/model_memory.h"
 
+#include <torch/torch.h>
+
 #include "model/param_count.h"
 
 namespace l4::restore {

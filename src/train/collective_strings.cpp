@@ -1,5 +1,7 @@
 #include "train/collective_strings.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
 

@@ -1,5 +1,7 @@
 #include "train/exact_match.h"
 
+#include <torch/torch.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>

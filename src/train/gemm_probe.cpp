@@ -1,5 +1,7 @@
 #include "train/gemm_probe.h"
 
+#include <torch/torch.h>
+
 #include "core/error.h"
 #include "core/timer.h"
 

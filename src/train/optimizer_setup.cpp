@@ -1,5 +1,7 @@
 #include "train/optimizer_setup.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <map>
 

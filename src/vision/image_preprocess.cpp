@@ -1,6 +1,7 @@
 #include "vision/image_preprocess.h"
 
 #include <ATen/Version.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
