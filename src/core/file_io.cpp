@@ -23,6 +23,14 @@ std::string read_file(const std::string& path) {
   return buffer.str();
 }
 
+std::string read_file_or_empty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) return "";
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return in.bad() ? "" : buffer.str();
+}
+
 namespace {
 
 // True when the file system holding `path` (the file, else its directory) has less than 64 KiB free.

@@ -7,6 +7,9 @@ namespace l4 {
 
 // Whole file as bytes; throws l4::Error("<path>: cannot read: <reason>").
 std::string read_file(const std::string& path);
+// Whole file as bytes, or "" when it cannot be read: for files that may be absent or vanish while read
+// (/proc and cgroup entries, another rank's roll-call answer), where "nothing there" is an answer.
+std::string read_file_or_empty(const std::string& path);
 
 // Writes to "<path>.tmp.<pid>", fsyncs, then renames over `path`: readers never see half a file.
 void write_file_atomic(const std::string& path, const std::string& contents);

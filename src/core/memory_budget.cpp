@@ -2,26 +2,18 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace l4 {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  if (!in.good()) return "";
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The cgroup (v2 "0::/path", v1 "N:...memory...:/path") this process belongs to; "" when unknown.
 std::string cgroup_path(const std::string& controller_v1) {
-  std::istringstream lines(slurp("/proc/self/cgroup"));
+  std::istringstream lines(read_file_or_empty("/proc/self/cgroup"));
   std::string line;
   while (std::getline(lines, line)) {
     const size_t a = line.find(':'), b = line.find(':', a + 1);
@@ -50,10 +42,11 @@ CgroupRoom cgroup_room() {
        "total_inactive_file"}};
   for (const Layout& layout : layouts) {
     for (const std::string& dir : {layout.root + cgroup_path(layout.controller), layout.root}) {
-      const int64_t limit = parse_cgroup_limit(slurp(dir + "/" + layout.limit));
+      const int64_t limit = parse_cgroup_limit(read_file_or_empty(dir + "/" + layout.limit));
       if (limit < 0) continue;
-      const int64_t usage = parse_cgroup_limit(slurp(dir + "/" + layout.usage));
-      const int64_t reclaimable = parse_memory_stat_field(slurp(dir + "/memory.stat"), layout.stat_field);
+      const int64_t usage = parse_cgroup_limit(read_file_or_empty(dir + "/" + layout.usage));
+      const int64_t reclaimable =
+          parse_memory_stat_field(read_file_or_empty(dir + "/memory.stat"), layout.stat_field);
       const int64_t used = std::max<int64_t>(0, usage) - std::max<int64_t>(0, reclaimable);
       return {std::max<int64_t>(0, limit - std::max<int64_t>(0, used)),
               "cgroup " + dir + "/" + layout.limit + " minus usage"};
@@ -103,7 +96,7 @@ int64_t parse_memory_stat_field(const std::string& stat, const std::string& fiel
 
 AvailableMemory available_host_memory() {
   AvailableMemory out;
-  const int64_t meminfo = parse_meminfo_available(slurp("/proc/meminfo"));
+  const int64_t meminfo = parse_meminfo_available(read_file_or_empty("/proc/meminfo"));
   if (meminfo >= 0) out = {meminfo, "MemAvailable in /proc/meminfo"};
   const CgroupRoom cgroup = cgroup_room();
   if (cgroup.bytes >= 0 && (out.bytes < 0 || cgroup.bytes < out.bytes)) out = {cgroup.bytes, cgroup.source};

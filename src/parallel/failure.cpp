@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "parallel/communicator.h"
 
 namespace l4::parallel {
@@ -19,16 +20,9 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Small files of the roll call: read whole ("" when absent); written through a rename so that a reader
-// never sees half an answer. Errors are ignored: the roll call only improves a message.
-std::string read_small_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in.good()) return "";
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
+// Small files of the roll call (read back with read_file_or_empty: "" when absent), written through a
+// rename so that a reader never sees half an answer. Errors are ignored: the roll call only improves a
+// message.
 void write_small_file(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -140,7 +134,7 @@ void CollectiveWatchdog::answer_roll_call(bool throttle) {
     if (name.rfind("roll_call_", 0) != 0) continue;
     const std::string caller = name.substr(std::string("roll_call_").size());
     if (caller == std::to_string(world_rank_)) continue;
-    const std::string token = read_small_file(entry.path().string());
+    const std::string token = read_file_or_empty(entry.path().string());
     if (token.empty() || answered_tokens_[caller] == token) continue;
     answered_tokens_[caller] = token;
     // "<token>\n<in|out> <seq> <comm> <op>": inside the collective or not, and which one (the last one
@@ -178,7 +172,7 @@ std::string CollectiveWatchdog::missing_ranks(const std::string& op, const std::
     }
     for (int r : peers) {
       if (r == world_rank_ || answers.count(r) != 0) continue;
-      const std::string text = read_small_file(fmt::format("{}/rank_{}_for_{}", dir, r, world_rank_));
+      const std::string text = read_file_or_empty(fmt::format("{}/rank_{}_for_{}", dir, r, world_rank_));
       if (text.rfind(token + "\n", 0) == 0) answers[r] = text.substr(token.size() + 1);
     }
     if (answers.size() + 1 >= peers.size()) break;
