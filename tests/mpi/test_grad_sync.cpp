@@ -142,5 +142,28 @@ TEST(GradSync, SumOfTokenWeightedLossesMatchesSingleProcess) {
   run(world().size() >= 2 ? 2 : 1, false, GradReduction::kSum);
 }
 
+// Large gradients: the norm is exact to ~1e-8, whatever the tensor size. ATen's CPU norm kernels add a
+// tensor in one float sequence (1.3e-4 relative off at 5M elements); GradSync must not inherit that, or
+// the logged norm and the clipping scale depend on how the gradients are cut (ZeRO-2 pieces, world size).
+TEST(GradSync, NormOfLargeGradientsIsExact) {
+  Communicator& comm = world();
+  ProcessGrid grid(comm, 1, kExperts);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  at::Tensor big = at::zeros({5'000'000}).requires_grad_();
+  at::Tensor small = at::zeros({3, 7}).requires_grad_();
+  big.mutable_grad() = at::randn({5'000'000}, gen) * 1e-3;  // the same on every rank: the average is itself
+  small.mutable_grad() = at::randn({3, 7}, gen);
+  GradSync sync({{"big", big, Placement::replicated()}, {"small", small, Placement::replicated()}}, grid);
+  sync.sync();
+  const double want = std::sqrt(big.grad().to(at::kDouble).square().sum().item<double>() +
+                                small.grad().to(at::kDouble).square().sum().item<double>());
+  const double norm = sync.grad_norm();
+  EXPECT_NEAR(norm, want, 1e-7 * want);
+  const double clipped = sync.clip_grad_norm(0.5 * want);
+  EXPECT_NEAR(clipped, want, 1e-7 * want);
+  const double scale = 0.5 * want / (want + 1e-6);  // clip_grad_norm's epsilon, as torch's
+  EXPECT_NEAR(sync.grad_norm(), scale * want, 1e-7 * want);
+}
+
 }  // namespace
 }  // namespace l4::parallel
