@@ -9,9 +9,11 @@ runs as many forwards (their expert exchanges are collectives).
 Environment (set by ctest): L4_BINARY, L4_SOURCE_DIR; MPIEXEC and MPIEXEC_FLAGS from the command line."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from cli_runs import prepare_small_corpus, run  # noqa: E402
 
 BINARY = os.environ["L4_BINARY"]
 SOURCE = os.environ["L4_SOURCE_DIR"]
@@ -19,13 +21,6 @@ MPIEXEC = sys.argv[1]
 MPI_FLAGS = sys.argv[2:]
 STEPS = 4
 TOL = 1e-5
-
-
-def run(cmd, **kw):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)
-    if proc.returncode != 0:
-        sys.exit(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def losses(run_dir):
@@ -42,16 +37,7 @@ def losses(run_dir):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = os.path.join(tmp, "corpus.txt")
-        with open(os.path.join(SOURCE, "data/corpus/web_bible_en.txt"), encoding="utf-8") as f:
-            text = f.read(40000)
-        with open(corpus, "w", encoding="utf-8") as f:
-            f.write(text[: text.rfind("\n") + 1])
-        train_dir, eval_dir = os.path.join(tmp, "train"), os.path.join(tmp, "eval")
-        run([BINARY, "prepare", "--input", corpus, "--output", train_dir, "--eval-output", eval_dir,
-             "--eval-fraction", "0.2", "--tokenizer", os.path.join(SOURCE, "data/tokenizer"),
-             "--format", "text",
-             "--text-doc-bytes", "400"])
+        train_dir, eval_dir = prepare_small_corpus(BINARY, SOURCE, tmp, eval_fraction=0.2)
         recipe = os.path.join(tmp, "recipe.yaml")
         with open(recipe, "w") as f:
             f.write(f"""model: {{config: {SOURCE}/configs/tiny.yaml}}
@@ -100,6 +86,8 @@ checkpoint: {{resume: none}}
 
         # Eval of 5 unpacked rows on 2 ranks: batches of 4 then 1 (rank 0 gets no row in the second).
         records = os.path.join(tmp, "five.jsonl")
+        with open(os.path.join(tmp, "corpus.txt"), encoding="utf-8") as f:
+            text = f.read()
         with open(records, "w", encoding="utf-8") as f:
             for line in text.splitlines()[:5]:
                 f.write(json.dumps({"text": line[:200]}) + "\n")

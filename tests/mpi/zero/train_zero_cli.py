@@ -26,12 +26,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
-import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from cli_runs import prepare_small_corpus, run  # noqa: E402
+from checkpoint_tensors import compare, load_checkpoint, max_diff  # noqa: E402
 
 BINARY = os.environ["L4_BINARY"]
 SOURCE = os.environ["L4_SOURCE_DIR"]
@@ -42,65 +44,9 @@ TOL = 1e-6
 REORDERED_TOL = 1e-5  # zero 2 on more than 2 ranks: measured 1.4e-6; a misplaced slice moves weights by ~lr
 
 
-def run(cmd, **kw):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)
-    if proc.returncode != 0:
-        sys.exit(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def load_checkpoint(ckpt_dir, step):
-    """Every tensor of a checkpoint, assembled from the ranks' pieces (dim-0 rows)."""
-    path = os.path.join(ckpt_dir, f"step_{step:07d}")
-    with open(os.path.join(path, "manifest.json")) as f:
-        manifest = json.load(f)
-    out = {}
-    files = {}
-    for name, tensor in manifest["tensors"].items():
-        full = None
-        for piece in tensor["pieces"]:
-            fname = piece["file"]
-            if fname not in files:
-                files[fname] = h5py.File(os.path.join(path, fname), "r")
-            data = np.asarray(files[fname][piece["dataset"]])
-            if full is None:
-                full = np.zeros(tensor["global_shape"], dtype=data.dtype)
-            if data.ndim == 0:
-                full = data
-            else:
-                full[piece["row_begin"]: piece["row_begin"] + data.shape[0]] = data
-        out[name] = full
-    for f in files.values():
-        f.close()
-    return out
-
-
-def compare(a, b, what, tol):
-    assert set(a) == set(b), (what, sorted(set(a) ^ set(b)))
-    diffs = {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0)) for k in a}
-    name = max(diffs, key=diffs.get)
-    worst = diffs[name]
-    params = sum(1 for k in a if k.startswith("model."))
-    print(f"{what}: {len(a)} tensors ({params} model), max |diff| {worst:.3e} ({name})")
-    assert worst <= tol, (what, worst)
-    return worst
-
-
-def max_diff(a, b):
-    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0)) for k in a)
-
-
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = os.path.join(tmp, "corpus.txt")
-        with open(os.path.join(SOURCE, "data/corpus/web_bible_en.txt"), encoding="utf-8") as f:
-            text = f.read(40000)
-        with open(corpus, "w", encoding="utf-8") as f:
-            f.write(text[: text.rfind("\n") + 1])
-        train_dir = os.path.join(tmp, "train")
-        run([BINARY, "prepare", "--input", corpus, "--output", train_dir,
-             "--tokenizer", os.path.join(SOURCE, "data/tokenizer"), "--format", "text",
-             "--text-doc-bytes", "400"])
+        train_dir, _ = prepare_small_corpus(BINARY, SOURCE, tmp)
         recipe = os.path.join(tmp, "recipe.yaml")
         with open(recipe, "w") as f:
             f.write(f"""model: {{config: {SOURCE}/configs/tiny.yaml}}
