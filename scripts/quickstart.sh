@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# README command 1: set-up, then the main job on the bundled defaults: LoRA SFT of the bundled tiny base
-# model (data/models/tiny-base) on the bundled domain set, on 2 ranks with the experts sharded over both,
+# README command 1: set-up, then the main job on the bundled defaults: LoRA SFT of the bundled tiny
+# multimodal base (data/models/tiny-mm-base) on the bundled domain set, on 2 ranks with the experts sharded over both,
 # interrupted once and resumed, evaluated before and after, exported as a PEFT adapter and a merged model,
 # and tried on held-out prompts, one of them with its picture. Outputs go to runs/quickstart/.
 set -euo pipefail
@@ -9,6 +9,7 @@ L4_BUILD_TARGETS=${L4_BUILD_TARGETS:-llama4} "$ROOT/scripts/setup.sh"  # the job
 cd "$ROOT"
 BIN=${L4_BUILD_DIR:-$ROOT/build}/bin/llama4
 RECIPE=recipes/lora_sft_tiny.yaml
+BASE=data/models/tiny-mm-base  # the recipe's model.init
 OUT=runs/quickstart
 rm -rf "$OUT"
 RUN=("checkpoint.dir=$OUT/ckpt" "logging.run_dir=$OUT")
@@ -49,18 +50,17 @@ PROMPTS=(
 )
 for prompt in "${PROMPTS[@]}"; do
   printf '  Q: %s\n  A (base):  %s\n  A (tuned): %s\n' "$prompt" \
-    "$("$BIN" generate --model data/models/tiny-base --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)" \
+    "$("$BIN" generate --model "$BASE" --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)" \
     "$("$BIN" generate --model "$OUT/merged" --prompt "$prompt" --max-tokens 8 2>/dev/null | tail -n1)"
 done
-# A held-out question about a picture (data/domain/eval.jsonl). The tuned answer comes from the exported
-# multimodal directory; the base has no HF directory with a tower (tiny-base is text-only), so its answer
-# comes from the recipe as training starts it: the seeded, frozen tower and projector (checkpoint.resume=none).
+# A held-out question about a picture (data/domain/eval.jsonl), asked of the base and of the exported
+# multimodal directory.
 IMAGE=data/domain/images/img_0589.png IMAGE_Q="What colour is the circle?" IMAGE_WANT=orange
 image_answer() {  # the log goes to $OUT/generate_image.log
   "$BIN" generate "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 2>>"$OUT/generate_image.log" |
     tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
 }
-img0=$(image_answer --config "$RECIPE" "${RUN[@]}" checkpoint.resume=none)
+img0=$(image_answer --model "$BASE")
 img1=$(image_answer --model "$OUT/merged")
 printf '  Q: [%s] %s (expected: %s)\n  A (base):  %s\n  A (tuned): %s\n' "$IMAGE" "$IMAGE_Q" "$IMAGE_WANT" \
   "$img0" "$img1"
