@@ -64,10 +64,25 @@ mkdir -p "$OUT/fmt-shim"
 FMT_DIR=$(dirname "$(echo '#include <fmt/format.h>' | g++ -E -M -x c++ - | tr ' \\' '\n\n' | grep '/fmt/format.h$' | head -1)")
 ln -sfn "$FMT_DIR" "$OUT/fmt-shim/fmt"
 
-SOURCES=(src/parallel/nccl_communicator.cpp src/parallel/device_channel.cpp src/parallel/communicator.cpp
-  src/parallel/mpi_communicator.cpp src/parallel/failure.cpp src/core/error.cpp src/core/log.cpp)
+# The sources to link: the communicator's own files and, transitively, every src/ file whose header they
+# include (a helper moved into a new file must not break the link).
+mapfile -t SOURCES < <("$VENV/bin/python" - "$ROOT" src/parallel/nccl_communicator.cpp src/parallel/device_channel.cpp <<'PY'
+import os, re, sys
+root, todo, seen = sys.argv[1], list(sys.argv[2:]), set()
+while todo:
+    path = todo.pop()
+    if path in seen:
+        continue
+    seen.add(path)
+    for header in re.findall(r'#include "([^"]+)"', open(os.path.join(root, path)).read()):
+        for candidate in ("src/" + header, "src/" + header[:-2] + ".cpp"):
+            if os.path.exists(os.path.join(root, candidate)) and candidate not in seen:
+                todo.append(candidate)
+print("\n".join(sorted(p for p in seen if p.endswith(".cpp"))))
+PY
+)
 LIB=$OUT/libl4_nccl_check.so
-newest=$(cd "$ROOT" && ls -t "${SOURCES[@]}" src/parallel/*.h src/core/error.h scripts/nccl_compile_check.sh | head -1)
+newest=$(cd "$ROOT" && ls -t "${SOURCES[@]}" src/parallel/*.h src/core/*.h scripts/nccl_compile_check.sh | head -1)
 if [[ -f $LIB && $LIB -nt $ROOT/$newest ]]; then
   say "up to date: $LIB"
   exit 0
