@@ -198,7 +198,13 @@ def main():
         diff, typical = per_position.max().item(), per_position.median().item()
         close = (per_position <= 0.05 * scale).float().mean().item()
         moved = (theirs["peft"] - theirs["base"]).abs().max().item()
-        agree = (ours.argmax(-1) == theirs["peft"].argmax(-1)).float().mean().item()
+        # Argmax agreement only where peft's top two logits are further apart than bf16 rounding moves a
+        # position (twice the median difference): on a near-tie the argmax is not defined at this precision.
+        top2 = theirs["peft"].topk(2, dim=-1).values
+        decisive = ((top2[..., 0] - top2[..., 1]) > 2 * per_position.median()).flatten()
+        matches = (ours.argmax(-1) == theirs["peft"].argmax(-1)).flatten()
+        agree = matches[decisive].float().mean().item() if decisive.any() else 0.0
+        decisive_share = decisive.float().mean().item()
         # bf16 keeps 8 bits of mantissa; two bf16 forwards that round differently stay within a few percent of
         # the logits' range. One exception: Scout routes each token to one expert, and where two experts' router
         # scores nearly tie, the two roundings can pick different experts for that token (peft folds the expert
@@ -207,9 +213,11 @@ def main():
         # a broken adapter or layer would move all of them. The adapter must move the logits by far more than
         # the typical difference, or the check proves little.
         print(f"peft vs ours: per-position max-abs median {typical:.4g}, max {diff:.4g} (logit range {scale:.3g}); "
-              f"{close:.3f} of positions within 5% of the range; argmax agreement {agree:.3f}; "
+              f"{close:.3f} of positions within 5% of the range; argmax agreement {agree:.3f} on the "
+              f"{decisive_share:.3f} of positions without a near-tie; "
               f"adapter moved the logits by {moved:.4g}")
-        ok &= close >= 0.9 and typical <= 0.05 * scale and agree >= 0.9 and moved > 10 * typical
+        ok &= (close >= 0.9 and typical <= 0.05 * scale and agree >= 0.9 and decisive_share >= 0.5
+               and moved > 10 * typical)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
