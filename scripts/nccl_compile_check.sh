@@ -65,8 +65,8 @@ FMT_DIR=$(dirname "$(echo '#include <fmt/format.h>' | g++ -E -M -x c++ - | tr ' 
 ln -sfn "$FMT_DIR" "$OUT/fmt-shim/fmt"
 
 # The sources to link: the communicator's own files and, transitively, every src/ file whose header they
-# include (a helper moved into a new file must not break the link).
-mapfile -t SOURCES < <("$VENV/bin/python" - "$ROOT" src/parallel/nccl_communicator.cpp src/parallel/device_channel.cpp <<'PY'
+# include (a helper moved into a new file must not break the link). The headers reached decide staleness.
+mapfile -t CLOSURE < <("$VENV/bin/python" - "$ROOT" src/parallel/nccl_communicator.cpp src/parallel/device_channel.cpp <<'PY'
 import os, re, sys
 root, todo, seen = sys.argv[1], list(sys.argv[2:]), set()
 while todo:
@@ -78,11 +78,13 @@ while todo:
         for candidate in ("src/" + header, "src/" + header[:-2] + ".cpp"):
             if os.path.exists(os.path.join(root, candidate)) and candidate not in seen:
                 todo.append(candidate)
-print("\n".join(sorted(p for p in seen if p.endswith(".cpp"))))
+print("\n".join(sorted(seen)))
 PY
 )
+SOURCES=()
+for path in "${CLOSURE[@]}"; do [[ $path == *.cpp ]] && SOURCES+=("$path"); done
 LIB=$OUT/libl4_nccl_check.so
-newest=$(cd "$ROOT" && ls -t "${SOURCES[@]}" src/parallel/*.h src/core/*.h scripts/nccl_compile_check.sh | head -1)
+newest=$(cd "$ROOT" && ls -t "${CLOSURE[@]}" src/core/pch.h scripts/nccl_compile_check.sh | head -1)
 if [[ -f $LIB && $LIB -nt $ROOT/$newest ]]; then
   say "up to date: $LIB"
   exit 0
