@@ -25,9 +25,42 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+std::unique_ptr<Work> finished_work() { return std::make_unique<DoneWork>(); }
+
 std::unique_ptr<Work> Communicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
   all_reduce(tensor, op);
-  return std::make_unique<DoneWork>();
+  return finished_work();
+}
+
+std::unique_ptr<Work> Communicator::reduce_scatter_v_async(const at::Tensor& input,
+                                                           const std::vector<int64_t>& counts, at::Tensor& output,
+                                                           ReduceOp op) {
+  const int64_t offset = check_reduce_scatter_v(*this, input, counts, output);
+  at::Tensor reduced = input.clone();
+  all_reduce(reduced, op);
+  output.copy_(reduced.narrow(0, offset, counts[static_cast<size_t>(rank())]));
+  return finished_work();
+}
+
+int64_t check_reduce_scatter_v(const Communicator& comm, const at::Tensor& input, const std::vector<int64_t>& counts,
+                               const at::Tensor& output) {
+  L4_CHECK(counts.size() == static_cast<size_t>(comm.size()),
+           "reduce_scatter_v on communicator '{}': {} counts for {} ranks", comm.name(), counts.size(), comm.size());
+  int64_t total = 0, offset = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    L4_CHECK(counts[r] >= 0, "reduce_scatter_v on communicator '{}': negative count for rank {}", comm.name(), r);
+    if (static_cast<int>(r) == comm.rank()) offset = total;
+    total += counts[r];
+  }
+  L4_CHECK(input.defined() && input.dim() == 1 && input.numel() == total,
+           "reduce_scatter_v on communicator '{}': input must be 1-D with {} elements (the counts' sum), got {} dims of {} elements",
+           comm.name(), total, input.defined() ? input.dim() : 0, input.defined() ? input.numel() : 0);
+  const int64_t mine = counts[static_cast<size_t>(comm.rank())];
+  L4_CHECK(output.defined() && output.dim() == 1 && output.numel() == mine &&
+               output.scalar_type() == input.scalar_type() && output.is_contiguous(),
+           "reduce_scatter_v on communicator '{}': output must be a contiguous 1-D {} tensor of {} elements",
+           comm.name(), c10::toString(input.scalar_type()), mine);
+  return offset;
 }
 
 void check_all_to_all_counts(const Communicator& comm, const at::Tensor& input,

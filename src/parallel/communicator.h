@@ -44,6 +44,12 @@ class Communicator {
   virtual at::Tensor all_gather(const at::Tensor& tensor) = 0;
   // `tensor` has size() * n rows; rank r receives rows [r*n, (r+1)*n) of the reduction.
   virtual at::Tensor reduce_scatter(const at::Tensor& tensor, ReduceOp op) = 0;
+  // Reduce-scatter with a count per rank: `input` is 1-D with sum(counts) elements on every rank; rank r
+  // receives elements [counts[0] + ... + counts[r-1], ... + counts[r]) of the reduction into `output`
+  // (1-D, counts[rank()] elements, `input`'s dtype), valid after wait(). Both tensors must stay alive
+  // until then. The default all-reduces a copy of the whole input (correct everywhere, not frugal).
+  virtual std::unique_ptr<Work> reduce_scatter_v_async(const at::Tensor& input, const std::vector<int64_t>& counts,
+                                                       at::Tensor& output, ReduceOp op);
   // Sends rows of `input` (dim 0) to every rank: the first send_counts[0] rows to rank 0, the next
   // send_counts[1] rows to rank 1, ...; receives recv_counts[s] rows from rank s, concatenated in source
   // order. Trailing dimensions and dtype equal on all ranks. Returns the received tensor.
@@ -58,6 +64,9 @@ class Communicator {
   // color returns nullptr (the rank joins no group).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
+
+// A handle with nothing left to wait for (collectives that completed, or that the device stream orders).
+std::unique_ptr<Work> finished_work();
 
 // A communicator of one rank (single-process runs without MPI): every collective is the identity.
 class SelfCommunicator final : public Communicator {
@@ -77,6 +86,9 @@ class SelfCommunicator final : public Communicator {
 };
 
 // Checks shared by the implementations (throw l4::Error naming the communicator and the operation).
+// reduce_scatter_v_async's counts and tensors; returns this rank's offset into the input.
+int64_t check_reduce_scatter_v(const Communicator& comm, const at::Tensor& input, const std::vector<int64_t>& counts,
+                               const at::Tensor& output);
 void check_all_to_all_counts(const Communicator& comm, const at::Tensor& input,
                              const std::vector<int64_t>& send_counts, const std::vector<int64_t>& recv_counts);
 

@@ -38,13 +38,22 @@ struct GradSync::State {
   struct BucketRun {
     Bucket spec;
     Communicator* comm = nullptr;
+    // ZeRO-2: the bucket is a contiguous range [flat_begin, flat_end) of the partition's flat space,
+    // reduce-scattered so that each rank receives the part it owns (counts[r] elements) straight into its
+    // gradient chunk; the full gradients are freed as soon as the bucket is flattened.
+    bool zero = false;
+    int64_t flat_begin = 0, flat_end = 0;
+    int64_t shard_offset = 0;  // where this rank's part lands in its chunk
+    std::vector<int64_t> counts;
+    std::vector<size_t> flat_order;  // items by flat position (spec.items is in fill order)
     size_t ready = 0;
     bool launched = false;
     at::Tensor flat;
+    at::Tensor received;  // zero: this rank's part, a view of grad_shard
     std::unique_ptr<Work> work;
   };
 
-  std::vector<SyncParam> params;  // without the ZeRO-2 partition's parameters
+  std::vector<SyncParam> params;
   const ProcessGrid* grid = nullptr;
   at::Tensor grad_shard;  // ZeRO-2: this rank's chunk of the summed replicated gradients
   GradSyncOptions options;
@@ -59,17 +68,42 @@ struct GradSync::State {
       decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
   std::vector<std::pair<AccumulatorPtr, uintptr_t>> hooks;
 
+  // ZeRO-2: a fresh gradient chunk for this step, and each bucket's view into it.
+  void start_shard() {
+    const ZeroPartition& zero = *options.shard_replicated_grads;
+    const at::TensorOptions opts =
+        zero.params().empty() ? at::TensorOptions(at::kFloat) : zero.params().front().options().requires_grad(false);
+    grad_shard = at::zeros({zero.chunk()}, opts);
+    for (BucketRun& run : buckets) {
+      if (run.zero)
+        run.received = grad_shard.narrow(0, run.shard_offset, run.counts[static_cast<size_t>(zero.rank())]);
+    }
+  }
+
   void launch(size_t b) {
     BucketRun& run = buckets[b];
     std::vector<at::Tensor> pieces;
-    pieces.reserve(run.spec.items.size());
-    for (size_t i : run.spec.items) {
+    pieces.reserve(run.spec.items.size() + 1);
+    for (size_t i : run.zero ? run.flat_order : run.spec.items) {
       const at::Tensor& p = params[i].param;
       const at::Tensor& g = p.grad();
       pieces.push_back(g.defined() ? g.detach().reshape({-1}) : at::zeros({p.numel()}, p.options()));
     }
+    if (run.zero) {
+      const int64_t filled = run.flat_end - run.flat_begin;
+      int64_t pieces_numel = 0;
+      for (const at::Tensor& piece : pieces) pieces_numel += piece.numel();
+      if (filled > pieces_numel) pieces.push_back(at::zeros({filled - pieces_numel}, pieces.front().options()));
+    }
     run.flat = at::cat(pieces);
-    run.work = run.comm->all_reduce_async(run.flat, ReduceOp::kSum);
+    pieces.clear();
+    if (run.zero) {
+      // The optimizer reads this rank's chunk only: the full gradients can go now, during backward.
+      for (size_t i : run.spec.items) params[i].param.mutable_grad().reset();
+      run.work = run.comm->reduce_scatter_v_async(run.flat, run.counts, run.received, ReduceOp::kSum);
+    } else {
+      run.work = run.comm->all_reduce_async(run.flat, ReduceOp::kSum);
+    }
     run.launched = true;
   }
 
@@ -85,6 +119,11 @@ struct GradSync::State {
     BucketRun& run = buckets[b];
     run.work->wait();
     run.work.reset();
+    if (run.zero) {
+      run.flat = at::Tensor();
+      run.received = at::Tensor();
+      return;
+    }
     if (options.reduction == GradReduction::kAverage) run.flat.div_(grid->device().size());
     int64_t offset = 0;
     for (size_t i : run.spec.items) {
@@ -103,8 +142,11 @@ struct GradSync::State {
 
 namespace {
 
-// Parameters share a bucket only when they reduce over the same group in the same dtype.
-int bucket_key(const SyncParam& p) {
+// Parameters share a bucket only when they reduce over the same group in the same dtype; under ZeRO-2
+// the partition's parameters form buckets of their own (reduce-scattered, not all-reduced).
+constexpr int kZeroBucketKey = 1 << 20;
+int bucket_key(const SyncParam& p, bool zero) {
+  if (zero) return kZeroBucketKey;
   const int group = p.placement.is_sharded() ? 1 + static_cast<int>(p.placement.group) : 0;
   return group * 1000 + static_cast<int>(p.param.scalar_type());
 }
@@ -117,40 +159,62 @@ GradSync::GradSync(std::vector<SyncParam> params, const ProcessGrid& grid, GradS
   State& s = *state_;
   s.grid = &grid;
   s.options = options;
+  s.params = std::move(params);
+  // Index into the ZeRO partition of each parameter, -1 for those all-reduced.
+  std::vector<int64_t> zero_index(s.params.size(), -1);
   if (options.shard_replicated_grads) {
     const ZeroPartition& zero = *options.shard_replicated_grads;
     L4_CHECK(zero.world_size() == grid.device().size() && zero.rank() == grid.device().rank(),
              "GradSync: the ZeRO partition is for rank {} of {}, the device channel is rank {} of {}",
              zero.rank(), zero.world_size(), grid.device().rank(), grid.device().size());
     size_t replicated = 0;
-    for (SyncParam& p : params) {
-      if (p.placement.is_sharded()) {
-        s.params.push_back(std::move(p));
-      } else {
-        L4_CHECK(replicated < zero.params().size() && zero.params()[replicated].is_same(p.param),
-                 "GradSync: replicated parameter '{}' is not the ZeRO partition's parameter {}", p.name,
-                 replicated);
-        ++replicated;
-      }
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      const SyncParam& p = s.params[i];
+      if (p.placement.is_sharded()) continue;
+      L4_CHECK(replicated < zero.params().size() && zero.params()[replicated].is_same(p.param),
+               "GradSync: replicated parameter '{}' is not the ZeRO partition's parameter {}", p.name, replicated);
+      zero_index[i] = static_cast<int64_t>(replicated++);
     }
     L4_CHECK(replicated == zero.params().size(),
              "GradSync: {} replicated parameters, the ZeRO partition has {}", replicated,
              zero.params().size());
-  } else {
-    s.params = std::move(params);
   }
   std::vector<BucketItem> items;
-  for (const SyncParam& p : s.params) {
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    const SyncParam& p = s.params[i];
     L4_CHECK(p.param.defined() && p.param.requires_grad(),
              "GradSync: parameter '{}' must be a tensor that requires grad", p.name);
-    items.push_back({p.param.numel() * static_cast<int64_t>(p.param.element_size()), bucket_key(p)});
+    items.push_back({p.param.numel() * static_cast<int64_t>(p.param.element_size()), bucket_key(p, zero_index[i] >= 0)});
   }
   const auto bucket_bytes = static_cast<int64_t>(std::max(1.0, options.bucket_mb * 1024.0 * 1024.0));
   s.bucket_of.assign(s.params.size(), 0);
+  // One list of buckets in the order backward fills them, all-reduced and reduce-scattered ones
+  // interleaved: every rank launches them in this one order, so collectives on different communicators
+  // can never be queued in different orders on two ranks (NCCL would deadlock).
   for (Bucket& spec : plan_buckets(items, bucket_bytes)) {
     State::BucketRun run;
-    run.comm = &grid.replica_group(s.params[spec.items.front()].placement);
+    run.zero = spec.key == kZeroBucketKey;
+    run.comm = run.zero ? &grid.device() : &grid.replica_group(s.params[spec.items.front()].placement);
     for (size_t i : spec.items) s.bucket_of[i] = s.buckets.size();
+    if (run.zero) {
+      const ZeroPartition& zero = *options.shard_replicated_grads;
+      run.flat_order = spec.items;
+      std::sort(run.flat_order.begin(), run.flat_order.end(),
+                [&](size_t a, size_t b) { return zero_index[a] < zero_index[b]; });
+      const auto first = static_cast<size_t>(zero_index[run.flat_order.front()]);
+      const auto last = static_cast<size_t>(zero_index[run.flat_order.back()]);
+      run.flat_begin = zero.param_offset(first);
+      run.flat_end = zero.param_offset(last) + zero.params()[last].numel();
+      L4_ASSERT(last - first + 1 == run.flat_order.size(), "a ZeRO-2 bucket must be a contiguous run of parameters");
+      // The bucket holding the last parameter also carries the padding up to world * chunk.
+      if (last + 1 == zero.params().size()) run.flat_end = zero.world_size() * zero.chunk();
+      for (int r = 0; r < zero.world_size(); ++r) {
+        const int64_t own_begin = r * zero.chunk(), own_end = own_begin + zero.chunk();
+        const int64_t begin = std::max(run.flat_begin, own_begin), end = std::min(run.flat_end, own_end);
+        run.counts.push_back(std::max<int64_t>(0, end - begin));
+        if (r == zero.rank() && begin < end) run.shard_offset = begin - own_begin;
+      }
+    }
     run.spec = std::move(spec);
     s.buckets.push_back(std::move(run));
   }
@@ -199,6 +263,7 @@ void GradSync::prepare() {
   }
   s.next_launch = 0;
   s.launched_in_backward = 0;
+  if (s.options.shard_replicated_grads) s.start_shard();
   s.armed = true;
 }
 
@@ -206,22 +271,17 @@ void GradSync::sync() {
   State& s = *state_;
   L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare() before backward");
   at::NoGradGuard no_grad;
-  if (!s.options.overlap) s.next_launch = 0;  // nothing was launched during backward: start each step afresh
+  if (!s.options.overlap) {
+    s.next_launch = 0;  // nothing was launched during backward: start each step afresh
+    if (s.options.shard_replicated_grads) s.start_shard();
+  }
   s.launched_in_backward = s.next_launch;
   // Whatever the hooks did not launch (all of it without overlap) goes now, in bucket order.
   for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
   for (size_t b = 0; b < s.buckets.size(); ++b) s.finish(b);
   s.armed = false;
-  if (const auto& zero = s.options.shard_replicated_grads) {
-    std::vector<at::Tensor> grads;
-    for (const at::Tensor& p : zero->params()) grads.push_back(p.grad());
-    const at::Tensor flat = zero->flatten(grads);
-    grads.clear();
-    // The full gradients are not needed any more: the optimizer reads this rank's chunk only.
-    for (const at::Tensor& p : zero->params()) p.mutable_grad().reset();
-    s.grad_shard = s.grid->device().reduce_scatter(flat, ReduceOp::kSum);
-    if (s.options.reduction == GradReduction::kAverage) s.grad_shard.div_(s.grid->device().size());
-  }
+  if (s.options.shard_replicated_grads && s.options.reduction == GradReduction::kAverage)
+    s.grad_shard.div_(s.grid->device().size());
 }
 
 double GradSync::grad_norm() {

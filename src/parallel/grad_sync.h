@@ -40,9 +40,10 @@ struct GradSyncOptions {
   bool overlap = false;
   GradReduction reduction = GradReduction::kAverage;
   // ZeRO-2: the gradients of the partition's (replicated) parameters are reduce-scattered over the world
-  // (device channel) instead of all-reduced: sync() leaves this rank's [chunk] of their sum in
-  // replicated_grad_shard() and frees their full .grad. They are left out of the SyncParam list's buckets
-  // (and of overlap: they are reduced in sync(), after the expert buckets). Null: all-reduce as usual.
+  // (device channel) instead of all-reduced, in buckets of their own: each bucket is a contiguous range of
+  // the partition's flat space, and each rank receives the part of it that it owns straight into
+  // replicated_grad_shard(). A bucket's full gradients are freed as soon as it is flattened, so with
+  // overlap the full replicated gradients never all exist at once. Null: all-reduce as usual.
   std::shared_ptr<const ZeroPartition> shard_replicated_grads;
 };
 

@@ -66,17 +66,26 @@ class RowType {
   MPI_Datatype type_ = MPI_DATATYPE_NULL;
 };
 
+// What a nonblocking collective reads until it completes: MPI must find its send buffer and count array
+// unchanged until MPI_Wait.
+struct PendingInputs {
+  at::Tensor send;
+  std::vector<int> counts;
+};
+
 class MpiWork final : public Work {
  public:
   MpiWork(MPI_Request request, at::Tensor buffer, at::Tensor target, double scale,
-          std::shared_ptr<CollectiveWatchdog> watchdog, std::string comm_name, std::vector<int> members)
+          std::shared_ptr<CollectiveWatchdog> watchdog, std::string comm_name, std::vector<int> members,
+          PendingInputs inputs = {})
       : request_(request),
         buffer_(std::move(buffer)),
         target_(std::move(target)),
         scale_(scale),
         watchdog_(std::move(watchdog)),
         comm_name_(std::move(comm_name)),
-        members_(std::move(members)) {}
+        members_(std::move(members)),
+        inputs_(std::move(inputs)) {}
   ~MpiWork() override {
     // A destructor must not throw; an unwaited failed request has nobody left to tell.
     if (!done_) {
@@ -93,6 +102,7 @@ class MpiWork final : public Work {
       check_mpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
     }
     done_ = true;
+    inputs_ = {};
     at::NoGradGuard no_grad;
     if (scale_ != 1.0) buffer_.mul_(scale_);
     if (!buffer_.is_same(target_)) target_.copy_(buffer_);
@@ -106,6 +116,7 @@ class MpiWork final : public Work {
   std::shared_ptr<CollectiveWatchdog> watchdog_;
   std::string comm_name_;
   std::vector<int> members_;
+  PendingInputs inputs_;
   bool done_ = false;
 };
 
@@ -206,6 +217,33 @@ at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& tensor, ReduceOp op
   }
   if (op == ReduceOp::kAvg) output.div_(size_);
   return widen ? output.to(tensor.scalar_type()) : output;
+}
+
+std::unique_ptr<Work> MpiCommunicator::reduce_scatter_v_async(const at::Tensor& input,
+                                                              const std::vector<int64_t>& counts, at::Tensor& output,
+                                                              ReduceOp op) {
+  check_cpu(input, "reduce_scatter_v");
+  check_cpu(output, "reduce_scatter_v");
+  check_reduce_scatter_v(*this, input, counts, output);
+  L4_CHECK(op != ReduceOp::kAvg || at::isFloatingType(input.scalar_type()),
+           "reduce_scatter_v avg on communicator '{}' needs a floating-point tensor", name_);
+  at::NoGradGuard no_grad;
+  // 16-bit floats are reduced in float32 (see the header) and rounded into `output` by wait().
+  const bool widen = is_16bit_float(input.scalar_type());
+  PendingInputs pending;
+  pending.send = widen ? input.to(at::kFloat).contiguous() : input.contiguous();
+  for (int64_t c : counts) pending.counts.push_back(checked_int(c, "reduce_scatter_v elements"));
+  at::Tensor buffer = widen ? at::empty({output.numel()}, output.options().dtype(at::kFloat)) : output;
+  MPI_Request request;
+  {
+    CollectiveWatchdog::Scope scope(watchdog_.get(), "reduce_scatter_v", name_, &world_ranks_);
+    check_mpi(MPI_Ireduce_scatter(pending.send.data_ptr(), buffer.data_ptr(), pending.counts.data(),
+                                  reduce_type(pending.send.scalar_type()), mpi_op(op), comm_, &request),
+              "MPI_Ireduce_scatter");
+  }
+  const double scale = op == ReduceOp::kAvg ? 1.0 / size_ : 1.0;
+  return std::make_unique<MpiWork>(request, buffer, output, scale, watchdog_, name_, world_ranks_,
+                                   std::move(pending));
 }
 
 at::Tensor MpiCommunicator::all_to_all_v(const at::Tensor& input, const std::vector<int64_t>& send_counts,

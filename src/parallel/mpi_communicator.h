@@ -35,6 +35,8 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& tensor) override;
   at::Tensor reduce_scatter(const at::Tensor& tensor, ReduceOp op) override;
+  std::unique_ptr<Work> reduce_scatter_v_async(const at::Tensor& input, const std::vector<int64_t>& counts,
+                                               at::Tensor& output, ReduceOp op) override;
   at::Tensor all_to_all_v(const at::Tensor& input, const std::vector<int64_t>& send_counts,
                           const std::vector<int64_t>& recv_counts) override;
   void broadcast(at::Tensor& tensor, int root) override;

@@ -146,6 +146,32 @@ at::Tensor NcclCommunicator::reduce_scatter(const at::Tensor& tensor, ReduceOp o
   return output;
 }
 
+std::unique_ptr<Work> NcclCommunicator::reduce_scatter_v_async(const at::Tensor& input,
+                                                               const std::vector<int64_t>& counts,
+                                                               at::Tensor& output, ReduceOp op) {
+  check_tensor(input, "reduce_scatter_v");
+  check_tensor(output, "reduce_scatter_v");
+  check_reduce_scatter_v(*this, input, counts, output);
+  const at::Tensor in = input.contiguous();
+  const ncclDataType_t type = nccl_type(in.scalar_type());
+  const auto* send = static_cast<const char*>(in.data_ptr());
+  const int64_t elem = in.element_size();
+  DeviceGuard guard(device_);
+  cudaStream_t stream = stream_for(device_);
+  check_nccl(ncclGroupStart(), "ncclGroupStart");
+  int64_t offset = 0;
+  for (int root = 0; root < size_; ++root) {
+    const int64_t count = counts[static_cast<size_t>(root)];
+    if (count > 0) {
+      void* recv = root == rank_ ? output.data_ptr() : nullptr;  // only the root's receive buffer is used
+      check_nccl(ncclReduce(send + offset * elem, recv, count, type, nccl_op(op), root, comm_, stream), "ncclReduce");
+    }
+    offset += count;
+  }
+  check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+  return finished_work();
+}
+
 at::Tensor NcclCommunicator::all_to_all_v(const at::Tensor& input, const std::vector<int64_t>& send_counts,
                                           const std::vector<int64_t>& recv_counts) {
   check_tensor(input, "all_to_all_v");

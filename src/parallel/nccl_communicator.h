@@ -30,6 +30,10 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor all_gather(const at::Tensor& tensor) override;
   at::Tensor reduce_scatter(const at::Tensor& tensor, ReduceOp op) override;
+  // A group of ncclReduce calls, one per rank with that rank as root (NCCL has no reduce-scatter with
+  // counts); queued on the current stream, so the returned handle has nothing left to wait for.
+  std::unique_ptr<Work> reduce_scatter_v_async(const at::Tensor& input, const std::vector<int64_t>& counts,
+                                               at::Tensor& output, ReduceOp op) override;
   at::Tensor all_to_all_v(const at::Tensor& input, const std::vector<int64_t>& send_counts,
                           const std::vector<int64_t>& recv_counts) override;
   void broadcast(at::Tensor& tensor, int root) override;

@@ -414,9 +414,8 @@ MemoryPlan plan_memory(const PlanInputs& in) {
   plan.weights_experts = static_cast<int64_t>(sum_bytes(tensors, false, 2));
   const double grads_replicated = sum_bytes(tensors, true, 1), grads_experts = sum_bytes(tensors, true, 2);
   const double bucket = in.bucket_mb * 1024 * 1024;
-  // ZeRO-2 as planned here reduce-scatters bucket by bucket during backward and frees each full gradient;
-  // GradSync still reduce-scatters all replicated gradients in one flat after backward, so a run's peak
-  // holds the full gradients (as zero 0) until sync(); the optimizer state (below) is what it allocates.
+  // ZeRO-2 reduce-scatters bucket by bucket during backward (GradSync with overlap) and frees each full
+  // gradient once its bucket is flattened: this rank's chunk plus about one bucket of full gradients.
   plan.gradients = static_cast<int64_t>(in.zero >= 2 ? grads_replicated / dp +
                                                            std::min(grads_replicated, bucket) + grads_experts
                                                      : grads_replicated + grads_experts);

@@ -85,6 +85,28 @@ TEST_P(CollectivesByDtype, AllToAllVUnevenCounts) {
   EXPECT_TRUE(torch::equal(out, as(torch::cat(expected_rows), type)));
 }
 
+TEST_P(CollectivesByDtype, ReduceScatterVUnevenCounts) {
+  Communicator& comm = world();
+  const at::ScalarType type = GetParam();
+  const int w = comm.size(), r = comm.rank();
+  // Rank q receives (q + 2) % 3 elements (some ranks none); element i of rank s's input is s + i.
+  std::vector<int64_t> counts;
+  int64_t total = 0, offset = 0;
+  for (int q = 0; q < w; ++q) {
+    counts.push_back((q + 2) % 3);
+    if (q == r) offset = total;
+    total += counts.back();
+  }
+  const at::Tensor index = torch::arange(total, torch::kDouble);
+  at::Tensor output = at::empty({counts[static_cast<size_t>(r)]}, at::TensorOptions(type));
+  auto work = comm.reduce_scatter_v_async(as(index + r, type), counts, output, ReduceOp::kSum);
+  work->wait();
+  const at::Tensor expected = index.narrow(0, offset, counts[static_cast<size_t>(r)]) * w + w * (w - 1) / 2;
+  EXPECT_TRUE(torch::equal(output, as(expected, type)));
+  at::Tensor wrong = at::empty({counts[static_cast<size_t>(r)] + 1}, at::TensorOptions(type));
+  EXPECT_THROW(comm.reduce_scatter_v_async(as(index, type), counts, wrong, ReduceOp::kSum), l4::Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CollectivesByDtype,
                          ::testing::Values(at::kFloat, at::kBFloat16, at::kLong, at::kInt, at::kByte, at::kDouble),
                          [](const auto& info) { return std::string(c10::toString(info.param)); });

@@ -1,6 +1,7 @@
 // GradSync on a tiny MoE block (replicated projection + sharded experts behind ExpertDispatch): reduced
 // gradients and clipped gradients equal one process's on the global batch, with and without overlap,
-// for every ep the world allows.
+// for every ep the world allows; under ZeRO-2 each rank's chunk of the replicated gradients equals the
+// reference's and their full gradients are gone.
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -63,16 +64,27 @@ at::Tensor loss_of(const at::Tensor& h, const at::Tensor& moe, const at::Tensor&
   return ((h + moe) * probe).sum() / h.size(0);
 }
 
-double max_grad_diff(const Model& m, const Model& ref, int64_t e0, int64_t el) {
-  double err = testing::max_abs_diff(m.proj.grad(), ref.proj.grad());
-  err = std::max(err, testing::max_abs_diff(m.bias.grad(), ref.bias.grad()));
+// Under ZeRO-2 (`zero` set) the replicated gradients are compared as this rank's chunk of their flat sum.
+double max_grad_diff(const Model& m, const Model& ref, int64_t e0, int64_t el, const GradSync& sync,
+                     const ZeroPartition* zero) {
+  double err = 0;
+  if (zero) {
+    const ZeroPartition ref_layout({ref.proj, ref.bias}, zero->rank(), zero->world_size());
+    const at::Tensor ref_chunk =
+        ref_layout.flatten({ref.proj.grad(), ref.bias.grad()}).narrow(0, zero->rank() * zero->chunk(), zero->chunk());
+    err = testing::max_abs_diff(sync.replicated_grad_shard(), ref_chunk);
+    EXPECT_FALSE(m.proj.grad().defined() || m.bias.grad().defined()) << "ZeRO-2 frees the full gradients";
+  } else {
+    err = std::max(testing::max_abs_diff(m.proj.grad(), ref.proj.grad()),
+                   testing::max_abs_diff(m.bias.grad(), ref.bias.grad()));
+  }
   err = std::max(err, testing::max_abs_diff(m.experts.w1.grad(), ref.experts.w1.grad().narrow(0, e0, el)));
   err = std::max(err, testing::max_abs_diff(m.experts.w3.grad(), ref.experts.w3.grad().narrow(0, e0, el)));
   err = std::max(err, testing::max_abs_diff(m.experts.w2.grad(), ref.experts.w2.grad().narrow(0, e0, el)));
   return err;
 }
 
-void run(int ep, bool overlap, GradReduction reduction) {
+void run(int ep, bool overlap, GradReduction reduction, bool zero2 = false) {
   Communicator& comm = world();
   const int w = comm.size(), r = comm.rank();
   ProcessGrid grid(comm, ep, kExperts);
@@ -90,7 +102,16 @@ void run(int ep, bool overlap, GradReduction reduction) {
 
   // Distributed: each rank its rows; loss = mean over its rows (kAverage) or rows / global count (kSum).
   Model m = make_model(grid.expert_begin(), grid.experts_per_rank());
-  GradSync sync(m.params(), grid, GradSyncOptions{/*bucket_mb=*/0.0005, overlap, reduction});
+  GradSyncOptions options{/*bucket_mb=*/0.0005, overlap, reduction};
+  std::shared_ptr<const ZeroPartition> zero;
+  // ZeRO-2: buckets of 40 bytes cut proj (36 floats) and bias (6) into several reduce-scatters whose
+  // ranges straddle the ranks' chunks.
+  if (zero2) {
+    zero = std::make_shared<ZeroPartition>(std::vector<at::Tensor>{m.proj, m.bias}, r, w);
+    options.shard_replicated_grads = zero;
+    options.bucket_mb = 40.0 / (1024 * 1024);
+  }
+  GradSync sync(m.params(), grid, options);
   const int64_t off = r * kRowsPerRank;
   const at::Tensor x = d.x.narrow(0, off, kRowsPerRank);
   const std::vector<int64_t> ids(d.ids.begin() + off, d.ids.begin() + off + kRowsPerRank);
@@ -107,17 +128,17 @@ void run(int ep, bool overlap, GradReduction reduction) {
   sync.sync();
 
   const int64_t e0 = grid.expert_begin(), el = grid.experts_per_rank();
-  const double grad_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el), comm);
+  const double grad_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el, sync, zero.get()), comm);
 
   const double ref_norm = torch::nn::utils::clip_grad_norm_(ref_params, 1e9);
   const double max_norm = 0.5 * ref_norm;
   torch::nn::utils::clip_grad_norm_(ref_params, max_norm);
   const double norm = sync.clip_grad_norm(max_norm);
-  const double clip_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el), comm);
+  const double clip_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el, sync, zero.get()), comm);
   const double norm_err = testing::max_over_ranks(std::abs(norm - ref_norm), comm);
 
   const std::string what =
-      fmt::format("ep={} overlap={} sum={}", ep, overlap, reduction == GradReduction::kSum);
+      fmt::format("ep={} overlap={} sum={} zero2={}", ep, overlap, reduction == GradReduction::kSum, zero2);
   EXPECT_GE(sync.num_buckets(), 3u) << what;
   // With overlap, the hooks must have started buckets during backward (the last one may wait for sync()).
   if (overlap) EXPECT_GE(sync.buckets_launched_in_backward(), sync.num_buckets() - 1) << what;
@@ -136,6 +157,14 @@ TEST(GradSync, AverageMatchesSingleProcess) {
 
 TEST(GradSync, OverlapWithBackwardMatchesSingleProcess) {
   for (int ep : testing::valid_eps(world().size(), kExperts)) run(ep, true, GradReduction::kAverage);
+}
+
+TEST(GradSync, Zero2ReduceScattersBucketsIntoEachRanksChunk) {
+  for (int ep : testing::valid_eps(world().size(), kExperts)) {
+    run(ep, false, GradReduction::kAverage, /*zero2=*/true);
+    run(ep, true, GradReduction::kAverage, /*zero2=*/true);
+  }
+  run(world().size() >= 2 ? 2 : 1, true, GradReduction::kSum, /*zero2=*/true);
 }
 
 TEST(GradSync, SumOfTokenWeightedLossesMatchesSingleProcess) {

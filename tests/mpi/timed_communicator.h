@@ -27,6 +27,10 @@ class TimedCommunicator final : public Communicator {
   void all_reduce(at::Tensor& t, ReduceOp op) override { inner_.all_reduce(t, op); }
   at::Tensor all_gather(const at::Tensor& t) override { return inner_.all_gather(t); }
   at::Tensor reduce_scatter(const at::Tensor& t, ReduceOp op) override { return inner_.reduce_scatter(t, op); }
+  std::unique_ptr<Work> reduce_scatter_v_async(const at::Tensor& in, const std::vector<int64_t>& counts,
+                                               at::Tensor& out, ReduceOp op) override {
+    return inner_.reduce_scatter_v_async(in, counts, out, op);
+  }
   at::Tensor all_to_all_v(const at::Tensor& in, const std::vector<int64_t>& s,
                           const std::vector<int64_t>& r) override {
     const double t0 = now_s();

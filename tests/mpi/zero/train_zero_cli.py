@@ -14,10 +14,11 @@ state, assembled from every rank's file), with gradient clipping active:
     the logged state bytes (masters included) equal the plan's, and zero 1 stopped at step 3 and resumed
     equals the uninterrupted run bit for bit.
 
-On 2 ranks and under zero 1 the tensors come out bit for bit equal. Zero 2 on 4 ranks differs in a few
-elements by up to ~1.5e-6: MPI's reduce-scatter adds the ranks' gradients in another order than its
-all-reduce, and where the sum cancels to |g| ~ AdamW's eps the update m / (sqrt(v) + eps) magnifies that
-last-bit difference, and five steps carry it on (1.4e-6 measured on lm_head.weight). There the bound is
+On 2 ranks and under zero 1 the tensors come out bit for bit equal. Zero 2 on 4 ranks may differ in a few
+elements: MPI's reduce-scatter can add the ranks' gradients in another order than its all-reduce, and where
+the sum cancels to |g| ~ AdamW's eps the update m / (sqrt(v) + eps) magnifies that last-bit difference,
+and five steps carry it on (1.4e-6 measured on lm_head.weight with one reduce-scatter of the whole flat
+after backward, 7.5e-9 with the bucketed reduce-scatter during backward). There the bound is
 1e-5 (or the difference between zero 0 on 2 and 4 ranks, if larger); a wrongly mapped slice moves
 weights by the learning rate (3e-3).
 
