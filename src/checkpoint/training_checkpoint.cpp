@@ -359,7 +359,9 @@ at::Tensor Checkpoint::read(const std::string& name, int64_t row_begin, int64_t 
   if (shape.empty()) {
     nlohmann::json piece = tensor["pieces"][0];
     piece["name"] = name;
-    return read_piece((fs::path(path) / piece["file"].get<std::string>()).string(), piece);
+    at::Tensor whole = read_piece((fs::path(path) / piece["file"].get<std::string>()).string(), piece);
+    bytes_read += static_cast<int64_t>(whole.nbytes());
+    return whole;
   }
   if (row_end < 0) row_end = shape[0];
   L4_CHECK(row_begin >= 0 && row_begin <= row_end && row_end <= shape[0],
@@ -375,6 +377,7 @@ at::Tensor Checkpoint::read(const std::string& name, int64_t row_begin, int64_t 
     if (next >= row_end) break;
     if (begin > next || begin + rows <= next) continue;  // does not cover the next row we need
     const at::Tensor t = read_piece((fs::path(path) / piece["file"].get<std::string>()).string(), piece);
+    bytes_read += static_cast<int64_t>(t.nbytes());
     const int64_t take_end = std::min(row_end, begin + rows);
     parts.push_back(t.slice(0, next - begin, take_end - begin));
     next = take_end;
@@ -389,11 +392,12 @@ at::Tensor Checkpoint::read(const std::string& name, int64_t row_begin, int64_t 
   return parts.size() == 1 ? parts[0].clone() : at::cat(parts, 0);
 }
 
-Checkpoint open_checkpoint(const std::string& path) {
+Checkpoint open_checkpoint(const std::string& path, Verify verify) {
   Checkpoint ckpt;
   ckpt.path = path;
   verify_metadata(path, &ckpt.manifest, &ckpt.trainer_state);
   ckpt.step = ckpt.manifest.at("step").get<int64_t>();
+  if (verify == Verify::kMetadata) return ckpt;
   for (const auto& item : ckpt.manifest.at("tensors").items()) {
     for (const auto& piece : item.value().at("pieces")) {
       nlohmann::json entry = piece;

@@ -59,6 +59,8 @@ struct Checkpoint {
   int64_t step = 0;
   nlohmann::json manifest;
   nlohmann::json trainer_state;
+  // Tensor bytes read() has read from the rank files so far (for the load rate in the log).
+  mutable int64_t bytes_read = 0;
 
   // Names in the tensor index.
   std::vector<std::string> names() const;
@@ -68,9 +70,14 @@ struct Checkpoint {
   at::Tensor read(const std::string& name, int64_t row_begin = 0, int64_t row_end = -1) const;
 };
 
-// Opens one checkpoint directory and verifies it completely (manifest, files, sizes, every CRC).
-// Throws l4::Error naming the damaged file.
-Checkpoint open_checkpoint(const std::string& path);
+// How much open_checkpoint reads up front: every piece's CRC (the whole checkpoint), or the metadata only
+// (manifest and trainer state under their CRCs, every rank file present at its written size); the pieces
+// are CRC-checked anyway when read, so kMetadata finds the same damage, only later, and lets each rank
+// of a resume read just its own pieces.
+enum class Verify { kEveryPiece, kMetadata };
+
+// Opens one checkpoint directory and verifies it (see Verify). Throws l4::Error naming the damaged file.
+Checkpoint open_checkpoint(const std::string& path, Verify verify = Verify::kEveryPiece);
 
 // The newest checkpoint under `dir` that verifies; damaged ones (truncated or CRC-failing shards, missing
 // rank files, edited metadata, leftover .tmp directories) are skipped with a warning naming the file.

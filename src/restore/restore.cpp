@@ -68,10 +68,11 @@ std::string resume_path(const config::CheckpointSection& checkpoint) {
   return latest ? latest->path : "";
 }
 
-checkpoint::Checkpoint open_checkpoint(const std::string& path, const config::ModelArch* arch) {
+checkpoint::Checkpoint open_checkpoint(const std::string& path, const config::ModelArch* arch,
+                                       checkpoint::Verify verify) {
   std::optional<checkpoint::Checkpoint> ckpt;
   if (file_exists((fs::path(path) / "manifest.json").string())) {
-    ckpt = checkpoint::open_checkpoint(path);
+    ckpt = checkpoint::open_checkpoint(path, verify);
   } else {
     ckpt = checkpoint::find_latest_valid(path);
     L4_CHECK(ckpt.has_value(),

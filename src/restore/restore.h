@@ -41,7 +41,8 @@ std::string resume_path(const config::CheckpointSection& checkpoint);
 // Opens the checkpoint at `path` (a step directory, or a run's checkpoint directory: its newest valid one);
 // l4::Error naming the first differing line if `arch` is given and the checkpoint was saved for another
 // architecture.
-checkpoint::Checkpoint open_checkpoint(const std::string& path, const config::ModelArch* arch = nullptr);
+checkpoint::Checkpoint open_checkpoint(const std::string& path, const config::ModelArch* arch = nullptr,
+                                       checkpoint::Verify verify = checkpoint::Verify::kEveryPiece);
 
 // The model's trainable tensors as a checkpoint component, under canonical names with their placements:
 // loading copies this rank's rows of sharded ones (l4::Error naming a missing tensor or one whose shape

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -549,8 +550,40 @@ class Trainer {
       std::vector<std::string> all = all_gather_strings(host_, s);
       return host_.rank() == 0 ? all : std::vector<std::string>{};
     };
+    const int64_t bytes = state_bytes(request.pieces);
+    const Stopwatch clock;
     const std::string path = checkpoint::save_checkpoint(request, collective);
-    L4_LOG_INFO("checkpoint {} written", path);
+    // Collective: computed on every rank, whichever ranks log.
+    const std::string rate = throughput_per_rank(bytes, clock.seconds());
+    L4_LOG_INFO("checkpoint {} written: {}", path, rate);
+  }
+
+  static int64_t state_bytes(const std::vector<checkpoint::TensorPiece>& pieces) {
+    int64_t bytes = 0;
+    for (const auto& piece : pieces) bytes += static_cast<int64_t>(piece.tensor.nbytes());
+    return bytes;
+  }
+
+  // "0.84 GB in 1.20 s (0.70 GB/s in all; 0.33-0.36 GB/s per rank with data)": the tensor bytes of a
+  // checkpoint the ranks write or read, over the slowest rank's time for the whole save or load (CRCs, fsync
+  // and barriers included), and the range of the per-rank rates of the ranks that have bytes. Collective on
+  // the host channel: call it on every rank, outside a log statement (ranks that do not log skip its
+  // arguments).
+  std::string throughput_per_rank(int64_t bytes, double seconds) {
+    const auto opts = at::TensorOptions().dtype(at::kDouble);
+    const double rate = static_cast<double>(bytes) / std::max(seconds, 1e-9);
+    at::Tensor total = at::full({1}, static_cast<double>(bytes), opts);
+    at::Tensor slowest = at::tensor({seconds, bytes > 0 ? rate : 0.0}, opts);
+    at::Tensor lowest = at::full({1}, bytes > 0 ? rate : std::numeric_limits<double>::max(), opts);
+    host_.all_reduce(total, parallel::ReduceOp::kSum);
+    host_.all_reduce(slowest, parallel::ReduceOp::kMax);
+    host_.all_reduce(lowest, parallel::ReduceOp::kMin);
+    constexpr double kGB = 1e9;
+    const double all = total.item<double>(), time = slowest[0].item<double>();
+    if (all <= 0) return "no tensor bytes";
+    return fmt::format("{:.3f} GB in {:.2f} s ({:.2f} GB/s in all; {:.2f}-{:.2f} GB/s per rank with data)", all / kGB,
+                       time, all / kGB / std::max(time, 1e-9), lowest.item<double>() / kGB,
+                       slowest[1].item<double>() / kGB);
   }
 
   // Rank 0 takes the run and checkpoint directories; the other ranks wait for its verdict.
@@ -593,7 +626,11 @@ class Trainer {
     path = broadcast_string(host_, path);
     if (path.empty()) return;
     weights_only = broadcast_string(host_, weights_only ? "1" : "") == "1";
-    const checkpoint::Checkpoint ckpt = restore::open_checkpoint(path, &recipe_.arch);
+    const Stopwatch clock;
+    // Rank 0 verified the whole checkpoint when it picked it (checkpoint.resume: auto); each rank then reads
+    // and CRC-checks only the pieces it loads, instead of every rank reading every rank's files.
+    const checkpoint::Checkpoint ckpt =
+        restore::open_checkpoint(path, &recipe_.arch, checkpoint::Verify::kMetadata);
     const checkpoint::StateReader reader(ckpt, host_.rank(), host_.size());
     if (weights_only) {
       const std::vector<std::string> skipped = restore::load_matching_weights(reader, *model_);
@@ -603,8 +640,9 @@ class Trainer {
       return;
     }
     for (checkpoint::Stateful* component : components()) component->load_state(reader);
-    L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s))", ckpt.path, counters_.step,
-                ckpt.manifest.value("world_size", 0));
+    const std::string rate = throughput_per_rank(ckpt.bytes_read, clock.seconds());  // collective
+    L4_LOG_INFO("resumed from {} (step {}, saved on {} rank(s)): {}", ckpt.path,
+                counters_.step, ckpt.manifest.value("world_size", 0), rate);
   }
 
   const config::Recipe& recipe_;
