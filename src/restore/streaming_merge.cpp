@@ -176,7 +176,8 @@ class PlanBuilder {
 }  // namespace
 
 void merge_peft_streamed(const std::string& model_dir, const std::string& adapter_dir,
-                         const std::string& output, int64_t max_shard_bytes, bool overwrite) {
+                         const std::string& output, int64_t max_shard_bytes, bool overwrite,
+                         const std::string& tokenizer) {
   check_output_outside(output, model_dir, "the base model directory");
   check_output_outside(output, adapter_dir, "the adapter directory");
   check_output_replaceable(output, overwrite, "--output");
@@ -249,7 +250,7 @@ void merge_peft_streamed(const std::string& model_dir, const std::string& adapte
   write_sharded_model(output_dir, tensors, produce, max_shard_bytes);
   write_file_atomic((fs::path(output_dir) / "config.json").string(),
                     read_file((fs::path(model_dir) / "config.json").string()));
-  checkpoint::copy_tokenizer_files(model_dir, output_dir);
+  checkpoint::copy_tokenizer_files(tokenizer.empty() ? model_dir : tokenizer, output_dir);
   L4_LOG_INFO("merged {} ({} tensors changed) into {} ({} tensors) in {}", adapter_dir, plan.changes.size(),
               model_dir, tensors.size(), output);
   staged.commit();

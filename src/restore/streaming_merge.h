@@ -10,10 +10,11 @@
 namespace l4::restore {
 
 // Writes `output_dir` (model.safetensors or HF shards of at most max_shard_bytes, config.json and the
-// tokenizer/generation files of `model_dir`). l4::Error naming the file and key for an adapter tensor that
+// tokenizer/generation files of `tokenizer`, default `model_dir`). l4::Error naming the file and key for an adapter tensor that
 // matches no base tensor or whose shape does not fit it, for an output directory inside an input one, and for
 // one that exists and is not empty unless `overwrite`. The output appears whole or not at all.
 void merge_peft_streamed(const std::string& model_dir, const std::string& adapter_dir,
-                         const std::string& output_dir, int64_t max_shard_bytes, bool overwrite = false);
+                         const std::string& output_dir, int64_t max_shard_bytes, bool overwrite = false,
+                         const std::string& tokenizer = "");
 
 }  // namespace l4::restore

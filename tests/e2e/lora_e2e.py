@@ -5,7 +5,9 @@
   * `llama4 export --peft` loads in peft==0.21.0, `llama4 export` (merged) in transformers, with equal logits;
   * `llama4 generate` (greedy) answers the same with --adapter as from the merged model;
   * on a sharded bf16 base, `llama4 export` writes bf16 HF shards with an index, untouched tensors bytewise,
-    the others PEFT's fp32 merge rounded to bf16, and refuses an output inside the base directory."""
+    the others PEFT's fp32 merge rounded to bf16, and refuses an output inside the base directory;
+  * a full fine-tuning run on that base exports streamed from its checkpoint, bytewise equal to the export that
+    builds the model whole (--in-memory)."""
 import json
 import os
 import shutil
@@ -200,6 +202,27 @@ def main():
         g4 = run("generate", "--model", bf16_merged, "--tokenizer", TOKENIZER_DIR, "--prompt", "Where do rivers flow?",
                  "--max-tokens", "4", "--dtype", "bfloat16", cwd=tmp)
         check(g4.returncode == 0, "generate --dtype bfloat16 on the bf16 export")
+
+        # Full fine-tuning from the sharded bf16 base: export streams each trained tensor from the checkpoint
+        # into the base's layout and dtype; building the model whole (--in-memory) gives the same bytes.
+        r = run("train", "--config", recipe(tmp, "full", data), f"model.hf_dir={bf16_base}", "lora.rank=0",
+                "train.steps=2", cwd=tmp)
+        check(r.returncode == 0, "full fine-tuning run on a sharded bf16 base")
+        streamed, in_memory = os.path.join(tmp, "full_streamed"), os.path.join(tmp, "full_in_memory")
+        r1 = run("export", "--checkpoint", latest(tmp, "full"), "--output", streamed, "--max-shard-size", "500KB",
+                 cwd=tmp)
+        r2 = run("export", "--checkpoint", latest(tmp, "full"), "--output", in_memory, "--in-memory", cwd=tmp)
+        check(r1.returncode == 0 and r2.returncode == 0 and "from " + latest(tmp, "full") in r1.stderr,
+              "full fine-tuning export, streamed from the checkpoint and built in memory")
+        a, b = tensors_of(streamed), tensors_of(in_memory)
+        changed = [k for k in a if k in base_t and not torch.equal(a[k][0], base_t[k][0])]
+        check(set(a) == set(b) == set(base_t) and all(torch.equal(a[k][0], b[k][0]) for k in a),
+              "streamed full fine-tuning export equals the in-memory one bytewise, in the base's names and dtypes")
+        check(len(changed) >= len(base_t) // 2,
+              f"the export carries the trained weights ({len(changed)} of {len(base_t)} tensors differ from the base)")
+        with torch.no_grad():
+            full_logits = Llama4ForCausalLM.from_pretrained(streamed).eval()(input_ids=ids).logits
+        check(torch.isfinite(full_logits).all().item(), "transformers loads the streamed full fine-tuning export")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("FAILED:\n  " + "\n  ".join(failures) if failures else "all ok")

@@ -6,8 +6,9 @@ head_dim 128, 16 experts of 8192, shared expert 16384, chunk 8192, qk-norm, temp
 layers and a 1-layer vision tower, saved in bf16 as several shards with model.safetensors.index.json. Then:
   1. `llama4 train` (LoRA on attention and the routed experts, bf16 base, seq 256) runs 2 steps, a second
      run resumes to step 3, and an uninterrupted 3-step run must give the same step-3 loss bit for bit;
-  2. `export --peft` writes the adapter; peft==0.21.0 loads it onto the HF model and its logits equal
-     `llama4 forward` on the checkpoint within bf16 tolerance (and differ from the untrained base's);
+  2. `export --peft` writes the adapter without reading the base (peak RSS under a quarter of the bf16
+     weights); peft==0.21.0 loads it onto the HF model and its logits equal `llama4 forward` on the
+     checkpoint within bf16 tolerance (and differ from the untrained base's);
   3. each rank's peak RSS lies within +-20% of `llama4 plan`'s per-rank total for the same recipe.
 
   scout_slice_scale.py full   1 layer, full vocabulary (202,048; 4.27B parameters, 8.5 GB), 1 rank
@@ -183,7 +184,13 @@ def main():
             ok &= max(peak) < params * 2
 
         adapter = os.path.join(work, "adapter")
-        run([BINARY, "export", "--checkpoint", os.path.join(resumed, "ckpt"), "--output", adapter, "--peft"])
+        out = run(["/usr/bin/time", "-f", "peak-rss-kb %M", BINARY, "export", "--checkpoint",
+                   os.path.join(resumed, "ckpt"), "--output", adapter, "--peft"])
+        # export never reads the frozen base: its pages stay untouched, so the process holds the runtime and
+        # the adapter, a small part of the bf16 weights (8.5 GB for the full-vocabulary slice).
+        export_rss = int(re.findall(r"peak-rss-kb (\d+)", out)[-1]) * 1024
+        print(f"export --peft: peak RSS {export_rss / GIB:.2f} GiB, base weights {params * 2 / GIB:.2f} GiB")
+        ok &= export_rss < 0.25 * params * 2
         prompt, ours_path = os.path.join(work, "prompt.safetensors"), os.path.join(work, "ours.safetensors")
         ids = torch.randint(0, 8192, (1, 48), generator=torch.Generator().manual_seed(7))
         save_file({"input_ids": ids}, prompt)
