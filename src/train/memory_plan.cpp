@@ -498,8 +498,13 @@ MemoryPlan plan_memory(const PlanInputs& in) {
   const double forward_backward = accumulated + transient + plan.allocator_slack + plan.all_to_all;
   const double sync = static_cast<double>(plan.gradients + plan.grad_buckets);
   plan.total = static_cast<int64_t>(steady + std::max(forward_backward, sync));
-  // The model is built (and loaded) on the host in the model dtype, then converted and moved.
-  plan.host_load = static_cast<int64_t>(sum_bytes(tensors, false, 0) + kHostRuntimeBytes);
+  // Parameters are allocated where they live and filled tensor by tensor from the safetensors shards
+  // (model/weights.cpp): a CPU rank holds its model, a GPU rank only the tensor being copied (its rows of
+  // an expert tensor), read in the model dtype at most.
+  double largest = 0;
+  for (const auto& tensor : tensors) largest = std::max(largest, static_cast<double>(tensor.numel) * tensor.dtype_bytes);
+  plan.host_load = static_cast<int64_t>((in.device == "cuda" ? largest : sum_bytes(tensors, false, 0)) +
+                                        kHostRuntimeBytes);
   plan.fits = static_cast<double>(plan.total) <= in.gpu_memory_gb * kGiB;
 
   // FLOPs: the MFU definition for the step (all ranks), and what one rank executes: forward, input

@@ -93,7 +93,7 @@ struct MemoryPlan {
   int64_t allocator_slack = 0;     // host heap kept beyond the live peak (CPU runs)
   int64_t runtime = 0;             // process / CUDA context, communicator and allocator slack
   int64_t total = 0;               // peak per rank
-  int64_t host_load = 0;           // host RAM while loading weights (the model is built on the host)
+  int64_t host_load = 0;           // host RAM while loading weights (on GPU ranks: one tensor at a time)
   // Compute and communication per optimizer step.
   double flops_per_step = 0;    // model FLOPs, all ranks (6 x active matmul params + attention)
   double flops_per_rank = 0;    // hardware FLOPs of one rank, recomputation included

@@ -194,6 +194,30 @@ TEST(MemoryPlanTest, RecipeSelectsTheRecomputation) {
   }
 }
 
+// A GPU rank fills its parameters on the device tensor by tensor: the host holds the largest tensor (its own
+// rows of an expert tensor), not the model; a CPU rank holds its model.
+TEST(MemoryPlanTest, HostRamWhileLoadingIsOneTensorOnGpuRanks) {
+  testing::TempDir dir;
+  std::map<std::string, double> beyond;  // host_load minus what each device's rank holds: the runtime
+  double largest = 0, all = 0;
+  for (const char* device : {"cpu", "cuda"}) {
+    const config::Recipe recipe =
+        tiny_recipe(dir, fmt::format("parallel: {{expert_parallel: 2}}\ntrain: {{device: {}}}\n", device));
+    const PlanInputs inputs = plan_inputs_from_recipe(recipe, 2);
+    largest = all = 0;
+    for (const PlanTensor& t : plan_tensors(inputs)) {
+      largest = std::max(largest, static_cast<double>(t.numel) * t.dtype_bytes);
+      all += static_cast<double>(t.numel) * t.dtype_bytes;
+    }
+    const MemoryPlan plan = plan_memory(inputs);
+    EXPECT_EQ(static_cast<double>(plan.weights), all) << device;
+    beyond[device] = static_cast<double>(plan.host_load) - (std::string(device) == "cuda" ? largest : all);
+  }
+  EXPECT_LT(largest, all / 2);  // the embedding, in this tiny model
+  EXPECT_GT(beyond["cpu"], 0);
+  EXPECT_NEAR(beyond["cuda"], beyond["cpu"], 1.0);
+}
+
 TEST(MemoryPlanTest, JsonHasEveryFigure) {
   testing::TempDir dir;
   const config::Recipe recipe =
