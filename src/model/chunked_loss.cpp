@@ -62,12 +62,25 @@ struct ChunkLogProbs {
   at::Tensor logits;     // [n, V] compute dtype, only when asked for (greedy predictions)
 };
 
+// Rows of 16-bit logits widened to float32 at a time for the log-softmax: the whole chunk is never held in
+// both widths plus the output (ATen's CPU log-softmax cannot read bf16 and write float32).
+constexpr int64_t kWidenRows = 64;
+
 ChunkLogProbs chunk_log_probs(const at::Tensor& hidden, const at::Tensor& weight_c, const at::Tensor& targets,
                               at::ScalarType dtype, bool keep_logits = false) {
   const at::Tensor logits = at::matmul(hidden.to(dtype), weight_c.t());
   ChunkLogProbs out;
   if (keep_logits) out.logits = logits;
-  out.log_probs = at::log_softmax(logits.to(at::kFloat), -1);
+  if (logits.scalar_type() == at::kFloat) {
+    out.log_probs = at::log_softmax(logits, -1);
+  } else {
+    out.log_probs = at::empty(logits.sizes(), logits.options().dtype(at::kFloat));
+    for (int64_t r = 0; r < logits.size(0); r += kWidenRows) {
+      const int64_t rows = std::min(kWidenRows, logits.size(0) - r);
+      at::Tensor block = out.log_probs.narrow(0, r, rows);
+      at::log_softmax_out(block, logits.narrow(0, r, rows).to(at::kFloat), -1);
+    }
+  }
   out.mask = targets.ne(kIgnoreIndex);
   out.index = targets.masked_fill(out.mask.logical_not(), 0);
   return out;
@@ -114,7 +127,7 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       const at::Tensor h = hidden.slice(0, begin, end).to(dtype);
       const ChunkLogProbs c = chunk_log_probs(h, weight_c, targets.slice(0, begin, end), dtype);
       // d(-log p_t)/d logits = softmax - onehot(t), on counted rows only.
-      at::Tensor grad_logits = c.log_probs.exp();
+      at::Tensor grad_logits = c.log_probs.exp_();  // in place: the log-probabilities are not needed again
       grad_logits.scatter_add_(1, c.index.unsqueeze(1),
                                at::full({c.index.size(0), 1}, -1.0, grad_logits.options()));
       grad_logits.mul_((c.mask.to(at::kFloat) * grad_sum).unsqueeze(1));

@@ -83,28 +83,34 @@ TEST(ChunkedLossTest, FrozenWeightPassesTheGradientToHidden) {
 }
 
 // Under bf16 autocast the logits are bf16 matmuls like the autocast lm_head's; the log-softmax is fp32.
+// A chunk of 150 positions of bf16 logits is widened to float32 in blocks of rows (64, 64, 22) for the
+// log-softmax; chunks of 5 in one block.
 TEST(ChunkedLossTest, FollowsBfloat16Autocast) {
-  const Case c = make_case();
-  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCPU, true);
-  const at::Tensor hidden = c.hidden.clone().requires_grad_(true);
-  const at::Tensor weight = c.weight.clone().requires_grad_(true);
-  const LossSum chunked = chunked_cross_entropy_sum(hidden, weight, c.targets, 5);
-  const at::Tensor h2 = c.hidden.clone().requires_grad_(true);
-  const at::Tensor w2 = c.weight.clone().requires_grad_(true);
-  const LossSum whole = cross_entropy_sum(at::matmul(h2, w2.t()), c.targets);
-  at::autocast::set_autocast_enabled(at::kCPU, false);
-  at::autocast::clear_cache();
-  EXPECT_NEAR(chunked.sum.item<double>(), whole.sum.item<double>(), 1e-4 * whole.sum.abs().item<double>());
-  chunked.sum.backward();
-  whole.sum.backward();
-  EXPECT_EQ(hidden.grad().scalar_type(), at::kFloat);
-  EXPECT_EQ(weight.grad().scalar_type(), at::kFloat);
-  EXPECT_TRUE(torch::allclose(hidden.grad(), h2.grad(), 2e-2, 2e-2));
-  EXPECT_TRUE(torch::allclose(weight.grad(), w2.grad(), 2e-2, 2e-2));
-  // bf16 differs from the fp32 loss: the matmul really ran in bf16.
-  const Result fp32 = run(c, 0);
-  EXPECT_NE(chunked.sum.item<float>(), fp32.sum.item<float>());
+  Case wide = make_case();
+  wide.hidden = torch::randn({2, 75, 16});
+  wide.targets = torch::randint(0, 37, {2, 75}, torch::kLong);
+  for (const auto& [c, chunk] : {std::pair<Case, int64_t>{make_case(), 5}, {wide, 150}}) {
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    const at::Tensor hidden = c.hidden.clone().requires_grad_(true);
+    const at::Tensor weight = c.weight.clone().requires_grad_(true);
+    const LossSum chunked = chunked_cross_entropy_sum(hidden, weight, c.targets, chunk);
+    const at::Tensor h2 = c.hidden.clone().requires_grad_(true);
+    const at::Tensor w2 = c.weight.clone().requires_grad_(true);
+    const LossSum whole = cross_entropy_sum(at::matmul(h2, w2.t()), c.targets);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    EXPECT_NEAR(chunked.sum.item<double>(), whole.sum.item<double>(), 1e-4 * whole.sum.abs().item<double>());
+    chunked.sum.backward();
+    whole.sum.backward();
+    EXPECT_EQ(hidden.grad().scalar_type(), at::kFloat);
+    EXPECT_EQ(weight.grad().scalar_type(), at::kFloat);
+    EXPECT_TRUE(torch::allclose(hidden.grad(), h2.grad(), 2e-2, 2e-2));
+    EXPECT_TRUE(torch::allclose(weight.grad(), w2.grad(), 2e-2, 2e-2));
+    // bf16 differs from the fp32 loss: the matmul really ran in bf16.
+    const Result fp32 = run(c, 0);
+    EXPECT_NE(chunked.sum.item<float>(), fp32.sum.item<float>());
+  }
 }
 
 TEST(ChunkedLossTest, EvalGivesTheLossAndGreedyPredictions) {
