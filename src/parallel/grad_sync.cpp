@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <utility>
@@ -17,6 +18,9 @@
 
 namespace l4::parallel {
 namespace {
+
+// ZeRO-2 reduce-scatters outstanding at once (each holds a flattened copy of its bucket's gradients).
+constexpr size_t kZeroBucketsInFlight = 2;
 
 using torch::autograd::variable_list;
 
@@ -49,7 +53,7 @@ struct GradSync::State {
     size_t ready = 0;
     bool launched = false;
     at::Tensor flat;
-    at::Tensor received;  // zero: this rank's part, a view of grad_shard
+    at::Tensor received;  // zero: this rank's part of the sum, added into grad_shard by finish()
     std::unique_ptr<Work> work;
   };
 
@@ -59,25 +63,63 @@ struct GradSync::State {
   GradSyncOptions options;
   std::vector<BucketRun> buckets;
   std::vector<size_t> bucket_of;  // param index -> bucket index
-  size_t next_launch = 0;
+  // The buckets this backward reduces, in launch order: all of them, or (a micro-batch before the last
+  // under ZeRO-2) only the reduce-scattered ones.
+  std::vector<size_t> queue;
+  size_t next_launch = 0;  // index into queue
   size_t launched_in_backward = 0;
   bool armed = false;
+  bool shard_open = false;  // ZeRO-2: grad_shard holds this step's sum so far
+  std::deque<size_t> zero_in_flight;  // ZeRO-2 buckets launched and not completed, oldest first
   // grad_accumulator() returns std::shared_ptr<Node> in older LibTorch (2.9, 2.11) and
   // c10::intrusive_ptr<Node> in newer ones (2.13): hold whatever this LibTorch hands out.
   using AccumulatorPtr =
       decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
   std::vector<std::pair<AccumulatorPtr, uintptr_t>> hooks;
 
-  // ZeRO-2: a fresh gradient chunk for this step, and each bucket's view into it.
-  void start_shard() {
+  // ZeRO-2: a zero gradient chunk at the first reduction of a step; later micro-batches add into it.
+  void open_shard() {
+    if (!options.shard_replicated_grads || shard_open) return;
     const ZeroPartition& zero = *options.shard_replicated_grads;
     const at::TensorOptions opts =
         zero.params().empty() ? at::TensorOptions(at::kFloat) : zero.params().front().options().requires_grad(false);
     grad_shard = at::zeros({zero.chunk()}, opts);
-    for (BucketRun& run : buckets) {
-      if (run.zero)
-        run.received = grad_shard.narrow(0, run.shard_offset, run.counts[static_cast<size_t>(zero.rank())]);
+    shard_open = true;
+  }
+
+  void set_queue(bool zero_only) {
+    queue.clear();
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      if (!zero_only || buckets[b].zero) queue.push_back(b);
     }
+    next_launch = 0;
+  }
+
+  // Arms the gradient hooks for the coming backward.
+  void arm(bool zero_only) {
+    for (auto& run : buckets) {
+      L4_ASSERT(!run.work, "a bucket is still in flight from a previous backward");
+      run.ready = 0;
+      run.launched = false;
+    }
+    set_queue(zero_only);
+    launched_in_backward = 0;
+    open_shard();
+    armed = true;
+  }
+
+  // Launches what the hooks did not (everything without overlap), waits for all of this backward's buckets.
+  void reduce(bool zero_only, bool overlap) {
+    at::NoGradGuard no_grad;
+    if (!overlap) {
+      set_queue(zero_only);  // nothing was launched during backward
+      open_shard();
+    }
+    launched_in_backward = next_launch;
+    for (; next_launch < queue.size(); ++next_launch) launch(queue[next_launch]);
+    for (size_t b : queue) finish(b);
+    zero_in_flight.clear();
+    armed = false;
   }
 
   void launch(size_t b) {
@@ -100,7 +142,17 @@ struct GradSync::State {
     if (run.zero) {
       // The optimizer reads this rank's chunk only: the full gradients can go now, during backward.
       for (size_t i : run.spec.items) params[i].param.mutable_grad().reset();
+      const int64_t mine = run.counts[static_cast<size_t>(options.shard_replicated_grads->rank())];
+      run.received = at::empty({mine}, run.flat.options());
       run.work = run.comm->reduce_scatter_v_async(run.flat, run.counts, run.received, ReduceOp::kSum);
+      // Bound the flattened copies alive at once: the oldest reduce-scatter is completed (and its copy
+      // freed) once more than kZeroBucketsInFlight are out. Every rank launches the same buckets in the same
+      // order, so the rank waiting here only waits for others to reach a launch it has passed.
+      zero_in_flight.push_back(b);
+      while (zero_in_flight.size() > kZeroBucketsInFlight) {
+        finish(zero_in_flight.front());
+        zero_in_flight.pop_front();
+      }
     } else {
       run.work = run.comm->all_reduce_async(run.flat, ReduceOp::kSum);
     }
@@ -109,17 +161,19 @@ struct GradSync::State {
 
   // Launches, in bucket order, every bucket whose gradients are all there.
   void launch_ready() {
-    while (next_launch < buckets.size() &&
-           buckets[next_launch].ready == buckets[next_launch].spec.items.size()) {
-      launch(next_launch++);
+    while (next_launch < queue.size() &&
+           buckets[queue[next_launch]].ready == buckets[queue[next_launch]].spec.items.size()) {
+      launch(queue[next_launch++]);
     }
   }
 
   void finish(size_t b) {
     BucketRun& run = buckets[b];
+    if (!run.work) return;  // a reduce-scatter completed early (zero_in_flight)
     run.work->wait();
     run.work.reset();
     if (run.zero) {
+      grad_shard.narrow(0, run.shard_offset, run.received.numel()).add_(run.received);
       run.flat = at::Tensor();
       run.received = at::Tensor();
       return;
@@ -254,34 +308,32 @@ size_t GradSync::buckets_launched_in_backward() const {
 }
 
 void GradSync::prepare() {
+  L4_CHECK(state_->options.overlap, "GradSync::prepare() is for overlap mode");
+  state_->arm(/*zero_only=*/false);
+}
+
+void GradSync::prepare_micro_batch() {
   State& s = *state_;
-  L4_CHECK(s.options.overlap, "GradSync::prepare() is for overlap mode");
-  for (auto& run : s.buckets) {
-    L4_ASSERT(!run.work, "a bucket is still in flight from a previous step");
-    run.ready = 0;
-    run.launched = false;
-  }
-  s.next_launch = 0;
-  s.launched_in_backward = 0;
-  if (s.options.shard_replicated_grads) s.start_shard();
-  s.armed = true;
+  L4_CHECK(s.options.overlap && s.options.shard_replicated_grads,
+           "GradSync::prepare_micro_batch() is for ZeRO-2 in overlap mode");
+  s.arm(/*zero_only=*/true);
+}
+
+void GradSync::reduce_micro_batch() {
+  State& s = *state_;
+  L4_CHECK(s.options.shard_replicated_grads, "GradSync::reduce_micro_batch() is for ZeRO-2");
+  L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare_micro_batch() before backward");
+  s.reduce(/*zero_only=*/true, s.options.overlap);
 }
 
 void GradSync::sync() {
   State& s = *state_;
   L4_CHECK(!s.options.overlap || s.armed, "GradSync in overlap mode: call prepare() before backward");
-  at::NoGradGuard no_grad;
-  if (!s.options.overlap) {
-    s.next_launch = 0;  // nothing was launched during backward: start each step afresh
-    if (s.options.shard_replicated_grads) s.start_shard();
+  s.reduce(/*zero_only=*/false, s.options.overlap);
+  if (s.options.shard_replicated_grads) {
+    if (s.options.reduction == GradReduction::kAverage) s.grad_shard.div_(s.grid->device().size());
+    s.shard_open = false;  // the next step starts a fresh sum
   }
-  s.launched_in_backward = s.next_launch;
-  // Whatever the hooks did not launch (all of it without overlap) goes now, in bucket order.
-  for (; s.next_launch < s.buckets.size(); ++s.next_launch) s.launch(s.next_launch);
-  for (size_t b = 0; b < s.buckets.size(); ++b) s.finish(b);
-  s.armed = false;
-  if (s.options.shard_replicated_grads && s.options.reduction == GradReduction::kAverage)
-    s.grad_shard.div_(s.grid->device().size());
 }
 
 double GradSync::grad_norm() {

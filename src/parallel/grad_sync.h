@@ -60,6 +60,13 @@ class GradSync {
   void prepare();
   // Collective: after backward, every rank. Leaves every gradient reduced (missing ones become zeros).
   void sync();
+  // ZeRO-2 with gradient accumulation: after the backward of each micro-batch but the last, reduce-scatter
+  // the partition's gradients into this rank's chunk (summed over the micro-batches) and free them, so the
+  // full replicated gradients are never held between micro-batches; the other gradients accumulate in .grad
+  // until sync(). With overlap, call prepare_micro_batch() before that backward instead of prepare().
+  // Collective; every rank reduces the same number of micro-batches.
+  void reduce_micro_batch();
+  void prepare_micro_batch();
   // Global L2 norm of all gradients, every parameter shard counted once across ranks (collective).
   double grad_norm();
   // Scales every gradient by max_norm / (norm + 1e-6) when norm > max_norm (as torch's

@@ -352,8 +352,14 @@ class Trainer {
           loss = loss + aux * aux_weight;
         }
       }
-      if (i + 1 == micro_steps && overlap_) grad_sync_->prepare();
+      const bool last = i + 1 == micro_steps;
+      // ZeRO-2 reduce-scatters the replicated gradients after every micro-batch (their full size never
+      // accumulates); the rest accumulate in .grad until the last one.
+      const bool zero2 = recipe_.optimizer.zero >= 2;
+      if (overlap_ && last) grad_sync_->prepare();
+      if (overlap_ && !last && zero2) grad_sync_->prepare_micro_batch();
       loss.backward();
+      if (!last && zero2) grad_sync_->reduce_micro_batch();
     }
     casts.reset();
     grad_sync_->sync();

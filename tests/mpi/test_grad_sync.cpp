@@ -84,7 +84,9 @@ double max_grad_diff(const Model& m, const Model& ref, int64_t e0, int64_t el, c
   return err;
 }
 
-void run(int ep, bool overlap, GradReduction reduction, bool zero2 = false) {
+// `micro_batches` > 1 (ZeRO-2 only): this rank's rows in that many micro-batches, the replicated gradients
+// reduce-scattered after each one but the last (reduce_micro_batch) and summed in the chunk.
+void run(int ep, bool overlap, GradReduction reduction, bool zero2 = false, int micro_batches = 1) {
   Communicator& comm = world();
   const int w = comm.size(), r = comm.rank();
   ProcessGrid grid(comm, ep, kExperts);
@@ -116,15 +118,23 @@ void run(int ep, bool overlap, GradReduction reduction, bool zero2 = false) {
   const at::Tensor x = d.x.narrow(0, off, kRowsPerRank);
   const std::vector<int64_t> ids(d.ids.begin() + off, d.ids.begin() + off + kRowsPerRank);
   ExpertDispatch dispatch(grid.ep_comm(), kExperts);
-  if (overlap) sync.prepare();
-  const at::Tensor h = at::matmul(x, m.proj) + m.bias;
-  const at::Tensor moe = dispatch(h, torch::tensor(ids, torch::kLong),
-                                  [&](const at::Tensor& rows, const std::vector<int64_t>& c) {
-                                    return testing::run_experts(rows, c, m.experts);
-                                  });
-  at::Tensor loss = loss_of(h, moe, d.probe.narrow(0, off, kRowsPerRank));
-  if (reduction == GradReduction::kSum) loss = loss / w;
-  loss.backward();
+  const int64_t rows_per_micro = kRowsPerRank / micro_batches;
+  for (int mb = 0; mb < micro_batches; ++mb) {
+    const bool last = mb + 1 == micro_batches;
+    if (overlap) last ? sync.prepare() : sync.prepare_micro_batch();
+    const int64_t begin = mb * rows_per_micro, rows = last ? kRowsPerRank - begin : rows_per_micro;
+    const at::Tensor h = at::matmul(x.narrow(0, begin, rows), m.proj) + m.bias;
+    const std::vector<int64_t> mb_ids(ids.begin() + begin, ids.begin() + begin + rows);
+    const at::Tensor moe = dispatch(h, torch::tensor(mb_ids, torch::kLong),
+                                    [&](const at::Tensor& picked, const std::vector<int64_t>& c) {
+                                      return testing::run_experts(picked, c, m.experts);
+                                    });
+    // This micro-batch's share of the rank's mean over its rows.
+    at::Tensor loss = loss_of(h, moe, d.probe.narrow(0, off + begin, rows)) * rows / kRowsPerRank;
+    if (reduction == GradReduction::kSum) loss = loss / w;
+    loss.backward();
+    if (!last) sync.reduce_micro_batch();
+  }
   sync.sync();
 
   const int64_t e0 = grid.expert_begin(), el = grid.experts_per_rank();
@@ -137,8 +147,8 @@ void run(int ep, bool overlap, GradReduction reduction, bool zero2 = false) {
   const double clip_err = testing::max_over_ranks(max_grad_diff(m, ref, e0, el, sync, zero.get()), comm);
   const double norm_err = testing::max_over_ranks(std::abs(norm - ref_norm), comm);
 
-  const std::string what =
-      fmt::format("ep={} overlap={} sum={} zero2={}", ep, overlap, reduction == GradReduction::kSum, zero2);
+  const std::string what = fmt::format("ep={} overlap={} sum={} zero2={} micro_batches={}", ep, overlap,
+                                       reduction == GradReduction::kSum, zero2, micro_batches);
   EXPECT_GE(sync.num_buckets(), 3u) << what;
   // With overlap, the hooks must have started buckets during backward (the last one may wait for sync()).
   if (overlap) EXPECT_GE(sync.buckets_launched_in_backward(), sync.num_buckets() - 1) << what;
@@ -165,6 +175,12 @@ TEST(GradSync, Zero2ReduceScattersBucketsIntoEachRanksChunk) {
     run(ep, true, GradReduction::kAverage, /*zero2=*/true);
   }
   run(world().size() >= 2 ? 2 : 1, true, GradReduction::kSum, /*zero2=*/true);
+}
+
+TEST(GradSync, Zero2ReducesEveryMicroBatchIntoTheChunk) {
+  for (int ep : testing::valid_eps(world().size(), kExperts)) {
+    for (bool overlap : {false, true}) run(ep, overlap, GradReduction::kAverage, /*zero2=*/true, /*micro_batches=*/3);
+  }
 }
 
 TEST(GradSync, SumOfTokenWeightedLossesMatchesSingleProcess) {

@@ -1,6 +1,6 @@
 """Reads a training checkpoint back whole, for tests that compare runs: every tensor assembled from the
-ranks' HDF5 pieces (rows along dim 0, as the manifest places them), and comparisons that name the worst
-tensor."""
+ranks' HDF5 pieces (rows along dim 0, as the manifest places them; bf16 tensors as their float32 values),
+and comparisons that name the worst tensor."""
 import json
 import os
 
@@ -22,6 +22,8 @@ def load_checkpoint(ckpt_dir, step):
             if fname not in files:
                 files[fname] = h5py.File(os.path.join(path, fname), "r")
             data = np.asarray(files[fname][piece["dataset"]])
+            if piece.get("dtype", tensor.get("dtype")) == "bfloat16":  # stored as raw 16-bit words: widen
+                data = (data.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
             if full is None:
                 full = np.zeros(tensor["global_shape"], dtype=data.dtype)
             if data.ndim == 0:

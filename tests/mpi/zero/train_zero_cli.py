@@ -14,11 +14,12 @@ state, assembled from every rank's file), with gradient clipping active:
     the logged state bytes (masters included) equal the plan's, and zero 1 stopped at step 3 and resumed
     equals the uninterrupted run bit for bit.
 
-On 2 ranks and under zero 1 the tensors come out bit for bit equal. Zero 2 on 4 ranks may differ in a few
-elements: MPI's reduce-scatter can add the ranks' gradients in another order than its all-reduce, and where
-the sum cancels to |g| ~ AdamW's eps the update m / (sqrt(v) + eps) magnifies that last-bit difference,
-and five steps carry it on (1.4e-6 measured on lm_head.weight with one reduce-scatter of the whole flat
-after backward, 7.5e-9 with the bucketed reduce-scatter during backward). There the bound is
+Under zero 1 the tensors come out bit for bit equal. Zero 2 may differ in a few elements: MPI's
+reduce-scatter can add the ranks' gradients in another order than its all-reduce (4 ranks), and with
+gradient accumulation (2 ranks run 2 micro-batches of 1 row) zero 2 reduces each micro-batch over the ranks
+before adding the micro-batches, where zero 0 adds a rank's micro-batches first. Where the sum cancels to
+|g| ~ AdamW's eps the update m / (sqrt(v) + eps) magnifies that last-bit difference, and five steps carry it
+on (measured: 7.5e-9 on 4 ranks, 3.1e-6 on 2 ranks with accumulation). There the bound is
 1e-5 (or the difference between zero 0 on 2 and 4 ranks, if larger); a wrongly mapped slice moves
 weights by the learning rate (3e-3).
 
@@ -42,7 +43,7 @@ MPIEXEC = sys.argv[1]
 MPI_FLAGS = sys.argv[2:]
 STEPS = 5
 TOL = 1e-6
-REORDERED_TOL = 1e-5  # zero 2 on more than 2 ranks: measured 1.4e-6; a misplaced slice moves weights by ~lr
+REORDERED_TOL = 1e-5  # zero 2: measured up to 3.1e-6; a misplaced slice moves weights by ~lr
 
 
 def main():
@@ -84,8 +85,9 @@ checkpoint: {{every: 0, resume: auto}}
             assert int(found.group(1)) == int(found.group(2)) == planned, name
 
         # Equivalence after 5 steps. Zero 0 on 2 and on 4 ranks differ only in the order of addition (here
-        # not at all: Open MPI's all-reduce adds pairwise like the 2-rank accumulation); zero 2 on 4 ranks
-        # reduce-scatters, which adds in another order: bound REORDERED_TOL there (see the top).
+        # not at all: Open MPI's all-reduce adds pairwise like the 2-rank accumulation); zero 2 adds in
+        # another order (reduce-scatter; on 2 ranks, with 2 micro-batches, the ranks' sum of each micro-batch
+        # before the micro-batches'): bound REORDERED_TOL there (see the top).
         kinds = {"full": [], "lora": lora, "ep2": ["parallel.expert_parallel=2"]}
         clipped = False
         for kind, extra in kinds.items():
@@ -98,7 +100,7 @@ checkpoint: {{every: 0, resume: auto}}
                 for zero in (1, 2):
                     got = load_checkpoint(train(f"{kind}_np{np_}_z{zero}", np_, zero, extra), STEPS)
                     check_state_bytes(f"{kind}_np{np_}_z{zero}", np_, zero, extra)
-                    tol = TOL if zero == 1 or np_ == 2 else max(REORDERED_TOL, floor)
+                    tol = TOL if zero == 1 else max(REORDERED_TOL, floor)
                     compare(base[np_], got, f"{kind} on {np_} ranks: zero {zero} vs zero 0 (bound {tol:.1e})", tol)
                 with open(os.path.join(tmp, f"{kind}_np{np_}_z0", "metrics.jsonl")) as f:
                     clipped = clipped or any(json.loads(line)["grad_norm"] > 1.0 for line in f)
@@ -113,7 +115,19 @@ checkpoint: {{every: 0, resume: auto}}
         for zero in (1, 2):
             got = load_checkpoint(train(f"bf16_np2_z{zero}", 2, zero, bf16), STEPS)
             check_state_bytes(f"bf16_np2_z{zero}", 2, zero, bf16)
-            compare(base, got, f"bf16 on 2 ranks: zero {zero} vs zero 0 (bound {TOL:.1e})", TOL)
+            if zero == 1:
+                compare(base, got, f"bf16 on 2 ranks: zero 1 vs zero 0 (bound {TOL:.1e})", TOL)
+                continue
+            # Zero 2 reduces each micro-batch's bf16 gradients over the ranks before adding the micro-batches
+            # (zero 0: the other way round), two bf16 roundings in another order; AdamW magnifies that where
+            # |g| ~ eps, so a few masters move apart by up to a few lr while nearly all stay together
+            # (measured: median 2.7e-6, 1.7% above lr / 10). A misplaced slice would move about half of them.
+            masters = [k for k in base if k.startswith("optimizer.master.")]
+            moved = np.concatenate([np.abs(base[k] - got[k]).ravel() for k in masters])
+            median, far = float(np.median(moved)), float((moved > 3.0e-4).mean())
+            print(f"bf16 on 2 ranks: zero 2 vs zero 0, fp32 masters: median |diff| {median:.2e}, "
+                  f"{100 * far:.2f}% above lr / 10")
+            assert median <= 1e-5 and far <= 0.05, ("bf16 zero 2 masters", median, far)
         ckpt = os.path.join(tmp, "bf16_resume_z1", "ckpt")
         train("bf16_resume_z1", 2, 1, [*bf16, "train.stop_at_step=3"], ckpt)
         train("bf16_resume_z1", 2, 1, bf16, ckpt)
@@ -138,7 +152,8 @@ checkpoint: {{every: 0, resume: auto}}
             continued[zero] = load_checkpoint(ckpt, STEPS)
         for zero in (1, 2):
             compare(continued[0], continued[zero],
-                    f"zero 1 checkpoint of 4 ranks continued on 2 ranks: zero {zero} vs zero 0", TOL)
+                    f"zero 1 checkpoint of 4 ranks continued on 2 ranks: zero {zero} vs zero 0",
+                    TOL if zero == 1 else REORDERED_TOL)
         # ... and the other way: zero 0 from 2 ranks continued under zero 1 on 4 ranks.
         src = train("elastic_back_src", 2, 0, ["train.stop_at_step=3"])
         back = {}
