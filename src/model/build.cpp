@@ -13,7 +13,7 @@ namespace l4::model {
 Llama4 build(const config::ModelArch& arch, const ModelOptions& options) {
   std::optional<checkpoint::ModelWeights> weights;
   bool weights_have_vision = false;
-  if (!options.weights_dir.empty()) {
+  if (options.fill_weights && !options.weights_dir.empty()) {
     L4_LOG_INFO("loading weights from {}", options.weights_dir);
     weights.emplace(checkpoint::ModelWeights::open_dir(options.weights_dir));
     weights_have_vision = check_weights(arch, options.vision, *weights);  // before allocating anything
@@ -26,7 +26,7 @@ Llama4 build(const config::ModelArch& arch, const ModelOptions& options) {
       model->multi_modal_projector->reset_parameters(arch.text_config.initializer_range, options.seed + 2);
     }
     copy_weights(*model, *weights, weights_have_vision);
-  } else {
+  } else if (options.fill_weights) {
     model->init_parameters(options.seed);
   }
   for (const Adapter& adapt : options.adapters) adapt(*model);

@@ -60,6 +60,9 @@ struct ModelOptions {
 
   // --- model::build only ---
   std::string weights_dir;     // HF model directory with the initial weights; empty: the seeded init
+  // false: no weights are read and none initialised; the parameters stay as allocated, their pages
+  // untouched (costing no memory), for a caller that fills what it needs (export from a checkpoint).
+  bool fill_weights = true;
   uint64_t seed = 0;           // seeded init (layout-independent, parallel/rank_rng.h)
   bool freeze_vision = false;  // the tower runs without autograd; the projector still trains
   RouterLossOptions router_loss;

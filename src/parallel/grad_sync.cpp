@@ -51,7 +51,6 @@ struct GradSync::State {
     std::vector<int64_t> counts;
     std::vector<size_t> flat_order;  // items by flat position (spec.items is in fill order)
     size_t ready = 0;
-    bool launched = false;
     at::Tensor flat;
     at::Tensor received;  // zero: this rank's part of the sum, added into grad_shard by finish()
     std::unique_ptr<Work> work;
@@ -100,7 +99,6 @@ struct GradSync::State {
     for (auto& run : buckets) {
       L4_ASSERT(!run.work, "a bucket is still in flight from a previous backward");
       run.ready = 0;
-      run.launched = false;
     }
     set_queue(zero_only);
     launched_in_backward = 0;
@@ -156,7 +154,6 @@ struct GradSync::State {
     } else {
       run.work = run.comm->all_reduce_async(run.flat, ReduceOp::kSum);
     }
-    run.launched = true;
   }
 
   // Launches, in bucket order, every bucket whose gradients are all there.

@@ -30,11 +30,11 @@ std::string first_difference(const std::string& saved, const std::string& curren
   return "";
 }
 
+}  // namespace
+
 std::string weights_dir(const config::Recipe& recipe) {
   return !recipe.model.hf_dir.empty() ? recipe.model.hf_dir : recipe.model.init;
 }
-
-}  // namespace
 
 model::ModelOptions model_options(const config::Recipe& recipe, const parallel::ProcessGrid& grid,
                                   const at::Device& device) {

@@ -34,6 +34,9 @@ struct RestoredModel {
 model::ModelOptions model_options(const config::Recipe& recipe, const parallel::ProcessGrid& grid,
                                   const at::Device& device = at::kCPU);
 
+// The HF directory a recipe's base weights come from (model.hf_dir, else model.init); "" for a seeded init.
+std::string weights_dir(const config::Recipe& recipe);
+
 // checkpoint.resume: "none" -> "", "auto" -> the latest valid checkpoint under checkpoint.dir ("" when there
 // is none), otherwise the step directory it names.
 std::string resume_path(const config::CheckpointSection& checkpoint);

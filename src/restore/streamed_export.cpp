@@ -40,24 +40,22 @@ bool is_saved_module_tensor(const std::string& name) {
   return starts_with(name, "vision_model.") || starts_with(name, "multi_modal_projector.");
 }
 
-// The run's model with only what it trains in memory: built without weights or initialisation (the frozen
-// base's pages are allocated but never touched), adapters applied as model::build applies them, then the
-// checkpoint's trained tensors loaded. LoRA keeps the base in the model's own dtype here: a conversion would
-// touch every page.
-RestoredModel trainable_skeleton(const config::Recipe& recipe, const checkpoint::Checkpoint& ckpt) {
+// The run's model with only what it trains in memory: built by model::build without reading or initialising
+// any weight (the frozen base's pages are allocated but never touched), then the checkpoint's trained
+// tensors loaded. LoRA keeps the base in the model's own dtype here: a conversion would touch every page.
+RestoredModel trainable_skeleton(config::Recipe recipe, const checkpoint::Checkpoint& ckpt) {
+  recipe.lora.base_dtype = recipe.model.dtype;
   parallel::SelfCommunicator self;
   const parallel::ProcessGrid grid(self, 1, recipe.arch.text_config.num_local_experts);
   model::ModelOptions options = model_options(recipe, grid);
   options.expert_group = nullptr;
-  options.weights_dir.clear();
+  options.fill_weights = false;
   RestoredModel out;
   out.arch = recipe.arch;
-  out.model = model::Llama4(recipe.arch, options);
-  for (const model::Adapter& adapt : options.adapters) adapt(*out.model);
-  out.model->set_freeze_vision(options.freeze_vision);
+  out.model = model::build(recipe.arch, options);
   load_trained(ckpt, *out.model);
   if (recipe.lora.rank > 0) out.lora = lora::options_from_recipe(recipe.lora, recipe.source);
-  out.base_dir = !recipe.model.hf_dir.empty() ? recipe.model.hf_dir : recipe.model.init;
+  out.base_dir = weights_dir(recipe);
   out.tokenizer = recipe.tokenizer.path;
   out.checkpoint = ckpt.path;
   out.step = ckpt.step;
@@ -131,7 +129,7 @@ bool export_streamed(const ExportRequest& request) {
   const config::Recipe recipe = config::parse_recipe(ckpt.manifest.at("config").get<std::string>(),
                                                      ckpt.path + "/manifest.json (config)",
                                                      {"parallel.expert_parallel=1"});
-  const std::string base_dir = !recipe.model.hf_dir.empty() ? recipe.model.hf_dir : recipe.model.init;
+  const std::string base_dir = weights_dir(recipe);
   if (base_dir.empty() || !file_exists((fs::path(base_dir) / "config.json").string())) return false;
   const bool base_multimodal = config::load_model_arch(base_dir).vision_config.has_value();
   if (base_multimodal != recipe.arch.vision_config.has_value()) return false;  // output layout differs
@@ -157,11 +155,7 @@ bool export_streamed(const ExportRequest& request) {
     return true;
   }
 
-  config::Recipe skeleton_recipe = config::parse_recipe(
-      ckpt.manifest.at("config").get<std::string>(), ckpt.path + "/manifest.json (config)",
-      {"parallel.expert_parallel=1",
-       std::string("lora.base_dtype=") + (recipe.model.dtype == config::DType::kBFloat16 ? "bfloat16" : "float32")});
-  RestoredModel restored = trainable_skeleton(skeleton_recipe, ckpt);
+  RestoredModel restored = trainable_skeleton(recipe, ckpt);
   for (const model::PlacedParam& p : model::trainable_parameters(*restored.model)) {
     if (!is_lora_tensor(p.name) && !is_saved_module_tensor(p.name)) {
       L4_LOG_INFO("export: the run trains '{}', which a PEFT adapter cannot carry: building the model whole",

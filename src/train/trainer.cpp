@@ -634,7 +634,8 @@ class Trainer {
     weights_only = broadcast_string(host_, weights_only ? "1" : "") == "1";
     const Stopwatch clock;
     // Rank 0 verified the whole checkpoint when it picked it (checkpoint.resume: auto); each rank then reads
-    // and CRC-checks only the pieces it loads, instead of every rank reading every rank's files.
+    // and CRC-checks only the pieces it loads (an explicitly named checkpoint is checked that way only),
+    // instead of every rank reading every rank's files.
     const checkpoint::Checkpoint ckpt =
         restore::open_checkpoint(path, &recipe_.arch, checkpoint::Verify::kMetadata);
     const checkpoint::StateReader reader(ckpt, host_.rank(), host_.size());
