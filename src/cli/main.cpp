@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/launch_env.h"
 #include "core/log.h"
+#include "core/operator_cache_limit.h"
 #include "core/strings.h"
 #include "train/signals.h"
 
@@ -32,6 +33,7 @@ void print_main_help() {
 
 int run(int argc, char** argv) {
   l4::keep_large_allocations_in_heap();
+  l4::limit_onednn_operator_cache();
   const l4::LaunchEnv env = l4::detect_launch_env();
   l4::log::set_rank(env.rank, env.world_size);
   if (argc < 2) {
