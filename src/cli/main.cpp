@@ -33,7 +33,6 @@ void print_main_help() {
 
 int run(int argc, char** argv) {
   l4::keep_large_allocations_in_heap();
-  l4::limit_onednn_operator_cache();
   const l4::LaunchEnv env = l4::detect_launch_env();
   l4::log::set_rank(env.rank, env.world_size);
   if (argc < 2) {
@@ -82,11 +81,7 @@ int main(int argc, char** argv) {
   // A file beyond the size limit (ulimit -f) must fail its write (EFBIG, reported with the file's name),
   // not kill the process half-way through a checkpoint or export.
   std::signal(SIGXFSZ, SIG_IGN);
-  // bf16 matmuls on the CPU run through oneDNN, which keeps one primitive per distinct shape (1024 by
-  // default). MoE expert matmuls see a new row count on almost every call, so that cache fills with
-  // primitives never used again (~400 MB on configs/small.yaml in bf16); 128 keeps the fixed shapes warm
-  // at no measured cost. Read by oneDNN on first use; a value the user set wins.
-  ::setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128", /*overwrite=*/0);
+  l4::limit_onednn_operator_cache();  // before run(): oneDNN reads it on first use
   try {
     return run(argc, argv);
   } catch (const l4::Error& e) {
