@@ -90,53 +90,80 @@ at::Tensor chunk_nll_sum(const ChunkLogProbs& c) {
   return -(c.log_probs.gather(1, c.index.unsqueeze(1)).squeeze(1) * c.mask.to(at::kFloat)).sum();
 }
 
+// d(-log p_t)/d logits = softmax - onehot(t) on counted rows (zero elsewhere), from the chunk's
+// log-probabilities (overwritten: they are not needed again), in float32.
+at::Tensor nll_logit_gradient(ChunkLogProbs& c) {
+  at::Tensor grad_logits = c.log_probs.exp_();
+  grad_logits.scatter_add_(1, c.index.unsqueeze(1),
+                           at::full({c.index.size(0), 1}, -1.0, grad_logits.options()));
+  return grad_logits.mul_(c.mask.to(at::kFloat).unsqueeze(1));
+}
+
+// The loss's gradients for an upstream gradient of 1, accumulated chunk by chunk.
+struct UnitGradients {
+  at::Tensor hidden;  // [N, D] in hidden's dtype, or undefined
+  at::Tensor weight;  // [V, D] float32, or undefined
+
+  UnitGradients(const at::Tensor& h, const at::Tensor& w, bool want_hidden, bool want_weight)
+      : hidden(want_hidden ? at::zeros_like(h) : at::Tensor()),
+        weight(want_weight ? at::zeros(w.sizes(), w.options().dtype(at::kFloat)) : at::Tensor()) {}
+
+  void add_chunk(ChunkLogProbs& c, const at::Tensor& h_c, const at::Tensor& weight_c, int64_t begin,
+                 at::ScalarType dtype) {
+    const at::Tensor g = nll_logit_gradient(c).to(dtype);
+    if (hidden.defined()) hidden.slice(0, begin, begin + h_c.size(0)).copy_(at::matmul(g, weight_c));
+    if (weight.defined()) weight.add_(at::matmul(g.t(), h_c));
+  }
+};
+
+// With gradients wanted, forward computes them right away from the chunk's log-probabilities, so that
+// backward only scales them by the upstream gradient: each chunk's logits are made once per step, not
+// again in backward (for the small benchmark model that is a third of the output projection's matmul
+// work, ~6% of a dense step). The loss is a scalar, so its gradients are the unit ones times that scalar.
+// Holding them from forward to backward costs no peak memory: the loss is the last op of the forward
+// pass and the first of the backward pass, and backward would allocate the same tensors. Without
+// gradients (evaluation under no-grad), backward is never run and forward makes only the loss.
 class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
-                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk_tokens) {
+                            const at::Tensor& weight, const at::Tensor& targets, int64_t chunk_tokens,
+                            bool grad_enabled) {
     const at::ScalarType dtype = compute_dtype(hidden, weight);
-    // Below autocast: the casts are explicit, and backward (which runs outside any autocast scope) uses the
-    // same dtype.
+    // Below autocast: the casts are explicit and the same whatever the caller's autocast state.
     c10::impl::ExcludeDispatchKeyGuard below(c10::autocast_dispatch_keyset);
     const at::Tensor weight_c = cast_weight(weight, dtype);
+    const bool want_hidden = grad_enabled && hidden.requires_grad();
+    const bool want_weight = grad_enabled && weight.requires_grad();
+    UnitGradients grads(hidden, weight, want_hidden, want_weight);
     at::Tensor sum = at::zeros({}, hidden.options().dtype(at::kFloat));
     for (const auto& [begin, end] : counted_chunks(targets, chunk_tokens)) {
-      sum += chunk_nll_sum(
-          chunk_log_probs(hidden.slice(0, begin, end), weight_c, targets.slice(0, begin, end), dtype));
+      const at::Tensor h_c = hidden.slice(0, begin, end).to(dtype);
+      ChunkLogProbs c = chunk_log_probs(h_c, weight_c, targets.slice(0, begin, end), dtype);
+      sum += chunk_nll_sum(c);
+      if (want_hidden || want_weight) grads.add_chunk(c, h_c, weight_c, begin, dtype);
     }
-    ctx->save_for_backward({hidden, weight, targets});
-    ctx->saved_data["chunk_tokens"] = chunk_tokens;
-    ctx->saved_data["dtype"] = static_cast<int64_t>(dtype);
+    ctx->save_for_backward({grads.hidden, grads.weight});
+    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
     return sum;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &targets = saved[2];
-    const int64_t chunk_tokens = ctx->saved_data["chunk_tokens"].toInt();
-    const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-    const bool want_hidden = ctx->needs_input_grad(0), want_weight = ctx->needs_input_grad(1);
+    const at::Tensor &unit_hidden = saved[0], &unit_weight = saved[1];
+    const auto weight_dtype = static_cast<at::ScalarType>(ctx->saved_data["weight_dtype"].toInt());
     const at::Tensor grad_sum = grad_outputs[0].to(at::kFloat);
-    const at::Tensor weight_c = cast_weight(weight, dtype);
-    at::Tensor grad_hidden = want_hidden ? at::zeros_like(hidden) : at::Tensor();
-    // Accumulated in float32 over chunks, whatever the compute dtype.
-    at::Tensor grad_weight =
-        want_weight ? at::zeros(weight.sizes(), weight.options().dtype(at::kFloat)) : at::Tensor();
-    for (const auto& [begin, end] : counted_chunks(targets, chunk_tokens)) {
-      const at::Tensor h = hidden.slice(0, begin, end).to(dtype);
-      const ChunkLogProbs c = chunk_log_probs(h, weight_c, targets.slice(0, begin, end), dtype);
-      // d(-log p_t)/d logits = softmax - onehot(t), on counted rows only.
-      at::Tensor grad_logits = c.log_probs.exp_();  // in place: the log-probabilities are not needed again
-      grad_logits.scatter_add_(1, c.index.unsqueeze(1),
-                               at::full({c.index.size(0), 1}, -1.0, grad_logits.options()));
-      grad_logits.mul_((c.mask.to(at::kFloat) * grad_sum).unsqueeze(1));
-      const at::Tensor g = grad_logits.to(dtype);
-      if (want_hidden) grad_hidden.slice(0, begin, end).copy_(at::matmul(g, weight_c));
-      if (want_weight) grad_weight.add_(at::matmul(g.t(), h));
+    at::Tensor grad_hidden, grad_weight;
+    if (ctx->needs_input_grad(0)) {
+      L4_ASSERT(unit_hidden.defined(), "chunked cross-entropy: no gradient for hidden was made in forward");
+      grad_hidden = (unit_hidden.to(at::kFloat) * grad_sum).to(unit_hidden.scalar_type());
     }
-    return {grad_hidden, want_weight ? grad_weight.to(weight.scalar_type()) : at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    if (ctx->needs_input_grad(1)) {
+      L4_ASSERT(unit_weight.defined(),
+                "chunked cross-entropy: no gradient for the weight was made in forward");
+      grad_weight = (unit_weight * grad_sum).to(weight_dtype);
+    }
+    return {grad_hidden, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -145,7 +172,8 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
 LossSum chunked_cross_entropy_sum(const at::Tensor& hidden, const at::Tensor& weight,
                                   const at::Tensor& targets, int64_t chunk_tokens) {
   const Flat flat = flatten(hidden, weight, targets, chunk_tokens);
-  const at::Tensor sum = ChunkedCrossEntropy::apply(flat.hidden, weight, flat.targets, chunk_tokens);
+  const at::Tensor sum = ChunkedCrossEntropy::apply(flat.hidden, weight, flat.targets, chunk_tokens,
+                                                    c10::GradMode::is_enabled());
   return {sum, flat.targets.ne(kIgnoreIndex).sum()};
 }
 

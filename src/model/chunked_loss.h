@@ -1,6 +1,6 @@
 // Cross-entropy through the output projection, a chunk of tokens at a time: the [tokens, vocab] logits
-// (202,048 columns for Llama 4) never exist whole, in the forward pass nor in the backward pass, which
-// recomputes each chunk's logits from the saved hidden states.
+// (202,048 columns for Llama 4) never exist whole. When gradients are wanted, the forward pass computes
+// them chunk by chunk from the logits it has just made, and the backward pass only scales them.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -82,6 +82,18 @@ TEST(ChunkedLossTest, FrozenWeightPassesTheGradientToHidden) {
   EXPECT_TRUE(torch::allclose(hidden.grad() * 0.75, want.grad_hidden, 1e-6, 1e-6));
 }
 
+// Under no-grad (evaluation) only the loss is made, the same as with gradients.
+TEST(ChunkedLossTest, NoGradGivesTheSameLoss) {
+  const Case c = make_case();
+  const Result want = run(c, 0);
+  const at::Tensor hidden = c.hidden.clone().requires_grad_(true);
+  const at::Tensor weight = c.weight.clone().requires_grad_(true);
+  torch::NoGradGuard no_grad;
+  const LossSum got = chunked_cross_entropy_sum(hidden, weight, c.targets, 4);
+  EXPECT_FALSE(got.sum.requires_grad());
+  expect_close(got.sum, want.sum, "sum under no-grad", 4);
+}
+
 // Under bf16 autocast the logits are bf16 matmuls like the autocast lm_head's; the log-softmax is fp32.
 // A chunk of 150 positions of bf16 logits is widened to float32 in blocks of rows (64, 64, 22) for the
 // log-softmax; chunks of 5 in one block.
