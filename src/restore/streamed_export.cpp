@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -62,12 +66,18 @@ RestoredModel trainable_skeleton(config::Recipe recipe, const checkpoint::Checkp
   return out;
 }
 
-// Removes a directory when it goes out of scope (the adapter that only feeds the merge).
+// A directory of its own next to `prefix` (prefix + ".XXXXXX", made by mkdtemp, so neither a user's directory
+// nor a concurrent export's is taken over), removed when it goes out of scope: the adapter that only feeds
+// the merge.
 class ScratchDir {
  public:
-  explicit ScratchDir(std::string path) : path_(std::move(path)) {
+  explicit ScratchDir(const std::string& prefix) {
     std::error_code ec;
-    fs::remove_all(path_, ec);  // a leftover of an interrupted export
+    fs::create_directories(fs::path(prefix).parent_path(), ec);
+    std::string name = prefix + ".XXXXXX";
+    L4_CHECK(::mkdtemp(name.data()) != nullptr, "cannot create a scratch directory {}: {}", name,
+             std::strerror(errno));
+    path_ = name;
   }
   ~ScratchDir() {
     std::error_code ec;
@@ -170,8 +180,9 @@ bool export_streamed(const ExportRequest& request) {
   check_output_outside(request.output, base_dir, "the base model directory");
   check_output_outside(request.output, ckpt.path, "the checkpoint directory");
   check_output_replaceable(request.output, request.overwrite, "--output");
-  const ScratchDir adapter(fs::path(request.output).lexically_normal().string() + ".adapter-scratch");
-  fs::create_directories(adapter.path());
+  fs::path output = fs::path(request.output).lexically_normal();
+  if (!output.has_filename()) output = output.parent_path();  // "out/": the scratch goes beside, not in it
+  const ScratchDir adapter(output.string() + ".adapter");
   lora::write_peft_adapter(*restored.model, *restored.lora, adapter.path(), base_dir);
   restored = RestoredModel{};  // the LoRA factors are in the adapter now
   merge_peft_streamed(base_dir, adapter.path(), request.output, request.max_shard_bytes, request.overwrite,

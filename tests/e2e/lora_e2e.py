@@ -128,8 +128,15 @@ def main():
         adapter, merged = os.path.join(tmp, "adapter"), os.path.join(tmp, "merged")
         check(run("export", "--checkpoint", os.path.join(tmp, "resumed", "ckpt"), "--output", adapter, "--peft",
                   cwd=tmp).returncode == 0, "export --peft")
+        # The merge goes through an adapter in a scratch directory beside the output: a user's directory of the
+        # name the scratch could have is left alone, and nothing of the scratch remains.
+        os.makedirs(merged + ".adapter")
+        open(os.path.join(merged + ".adapter", "keep.txt"), "w").write("mine")
         check(run("export", "--checkpoint", latest(tmp, "resumed"), "--output", merged, cwd=tmp).returncode == 0,
               "export merged model")
+        check(os.path.exists(os.path.join(merged + ".adapter", "keep.txt")) and
+              not [n for n in os.listdir(tmp) if n.startswith("merged.adapter.")],
+              "merged export leaves a directory named like its scratch alone and removes the scratch")
         from peft import PeftModel
         from transformers import Llama4ForCausalLM
 
