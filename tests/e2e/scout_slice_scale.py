@@ -112,13 +112,19 @@ def run(cmd, env=None, timeout=1800):
 
 
 def train(case, recipe, *overrides):
-    """Runs `llama4 train` on case["ranks"] ranks under /usr/bin/time; returns (output, peak RSS per rank)."""
+    """Runs `llama4 train` on case["ranks"] ranks under /usr/bin/time; returns (output, peak RSS per rank).
+
+    Each rank's /usr/bin/time appends its line to a file of its own run: mpirun's forwarding of the ranks'
+    stderr can drop the last lines a rank writes as it exits, which lost one rank's figure in an earlier run."""
     threads = str(max(1, 2 // case["ranks"]))
-    cmd = ["/usr/bin/time", "-f", "peak-rss-kb %M", BINARY, "train", "--config", recipe, *overrides]
+    rss_file = tempfile.NamedTemporaryFile(dir=os.path.dirname(recipe), suffix=".rss", delete=False).name
+    cmd = ["/usr/bin/time", "-a", "-o", rss_file, "-f", "peak-rss-kb %M", BINARY, "train", "--config", recipe,
+           *overrides]
     if case["ranks"] > 1:
         cmd = ["mpirun", "-np", str(case["ranks"]), "--oversubscribe", "--bind-to", "none", *ROOT_FLAGS, *cmd]
     out = run(cmd, env={"OMP_NUM_THREADS": threads})
-    return out, [int(kb) * 1024 for kb in re.findall(r"peak-rss-kb (\d+)", out)]
+    with open(rss_file) as f:
+        return out, [int(kb) * 1024 for kb in re.findall(r"peak-rss-kb (\d+)", f.read())]
 
 
 def losses(run_dir):
