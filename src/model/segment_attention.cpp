@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 
@@ -116,22 +117,19 @@ bool widen_on_cpu(const at::Tensor& q, int64_t length) {
 // H*D].
 at::Tensor causal_block(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t count,
                         int64_t length, double scale) {
+  // Short 16-bit segments are widened below autocast, which would cast the widened inputs back.
+  const bool widen = widen_on_cpu(q, length);
+  std::optional<c10::impl::ExcludeDispatchKeyGuard> no_autocast;
+  if (widen) no_autocast.emplace(c10::autocast_dispatch_keyset);
   auto heads_first = [&](const at::Tensor& x) {
-    return x.view({count, length, x.size(1), x.size(2)}).transpose(1, 2);
+    return (widen ? x.to(at::kFloat) : x).view({count, length, x.size(1), x.size(2)}).transpose(1, 2);
   };
   const bool gqa = q.size(1) != k.size(1);
-  if (widen_on_cpu(q, length)) {
-    // Below autocast, which would cast the widened inputs back to its 16-bit dtype.
-    const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const at::Tensor out = at::scaled_dot_product_attention(
-        heads_first(q.to(at::kFloat)), heads_first(k.to(at::kFloat)), heads_first(v.to(at::kFloat)),
-        std::nullopt, /*dropout_p=*/0.0, /*is_causal=*/true, scale, gqa);
-    return out.transpose(1, 2).reshape({count * length, -1}).to(q.scalar_type());
-  }
   const at::Tensor out = at::scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v),
                                                           std::nullopt, /*dropout_p=*/0.0,
                                                           /*is_causal=*/true, scale, gqa);
-  return out.transpose(1, 2).reshape({count * length, -1});
+  const at::Tensor rows = out.transpose(1, 2).reshape({count * length, -1});
+  return widen ? rows.to(q.scalar_type()) : rows;
 }
 
 }  // namespace
