@@ -270,7 +270,7 @@ fi
 begin configure "CMake (Release, CUDA LibTorch, NCCL, bundle)"
 t=$(allow 150 330)
 if timeout "$t" cmake "${CMAKE_ARGS[@]}" >"$BUILD/configure.log" 2>&1; then
-  grep -E "llama4: NCCL communicator|Found (Torch|CUDA|MPI|HDF5|GTest)" "$BUILD/configure.log" | sed 's/^/   /'
+  grep -E "llama4: (NCCL communicator|fused CUDA kernels)|Found (Torch|CUDA|MPI|HDF5|GTest)" "$BUILD/configure.log" | sed 's/^/   /'
   end ok
 else
   tail -n 40 "$BUILD/configure.log"

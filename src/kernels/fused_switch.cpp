@@ -31,26 +31,37 @@ bool fused_enabled() {
   return isa && enabled_flag().load(std::memory_order_relaxed);
 }
 
+bool fused_cuda_built() {
+#if defined(L4_KERNELS_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
 void set_fused_enabled(bool enabled) {
   enabled_flag().store(enabled, std::memory_order_relaxed);
 }
 
 bool fused_applies(std::initializer_list<at::Tensor> tensors) {
-  if (!fused_enabled()) return false;
+  if (!enabled_flag().load(std::memory_order_relaxed)) return false;
   bool first = true;
   at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
   for (const at::Tensor& t : tensors) {
     if (!t.defined()) continue;
-    if (!t.device().is_cpu()) return false;
     if (first) {
       dtype = t.scalar_type();
+      device = t.device();
       if (dtype != at::kFloat && dtype != at::kBFloat16) return false;
       first = false;
-    } else if (t.scalar_type() != dtype) {
+    } else if (t.scalar_type() != dtype || t.device() != device) {
       return false;
     }
   }
-  return true;
+  // The CPU loops need the instructions they were built for; the CUDA loops exist in CUDA builds only.
+  if (device.is_cpu()) return fused_enabled();
+  return device.is_cuda() && fused_cuda_built();
 }
 
 }  // namespace l4::kernels

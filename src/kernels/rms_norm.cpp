@@ -3,7 +3,7 @@
 #include <torch/autograd.h>
 
 #include "kernels/fused_switch.h"
-#include "kernels/rms_norm_cpu.h"
+#include "kernels/kernel_loops.h"
 
 namespace l4::kernels {
 namespace {
@@ -14,15 +14,15 @@ using torch::autograd::variable_list;
 class FusedRmsNorm : public torch::autograd::Function<FusedRmsNorm> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
-    auto [y, rstd] = detail::rms_norm_forward_cpu(x, weight, eps);
+    auto [y, rstd] = detail::rms_norm_forward(x, weight, eps);
     ctx->save_for_backward({x, weight, rstd});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto [grad_x, grad_weight] = detail::rms_norm_backward_cpu(grads[0].contiguous(), saved[0], saved[1],
-                                                               saved[2], ctx->needs_input_grad(1));
+    auto [grad_x, grad_weight] = detail::rms_norm_backward(grads[0].contiguous(), saved[0], saved[1],
+                                                           saved[2], ctx->needs_input_grad(1));
     return {grad_x, grad_weight, at::Tensor()};
   }
 };
@@ -31,15 +31,15 @@ class FusedRmsNorm : public torch::autograd::Function<FusedRmsNorm> {
 class FusedRmsNormUnweighted : public torch::autograd::Function<FusedRmsNormUnweighted> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double eps) {
-    auto [y, rstd] = detail::rms_norm_forward_cpu(x, at::Tensor(), eps);
+    auto [y, rstd] = detail::rms_norm_forward(x, at::Tensor(), eps);
     ctx->save_for_backward({x, rstd});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto grad_x = detail::rms_norm_backward_cpu(grads[0].contiguous(), saved[0], at::Tensor(), saved[1],
-                                                /*need_weight_grad=*/false)
+    auto grad_x = detail::rms_norm_backward(grads[0].contiguous(), saved[0], at::Tensor(), saved[1],
+                                            /*need_weight_grad=*/false)
                       .first;
     return {grad_x, at::Tensor()};
   }

@@ -3,7 +3,7 @@
 #include <torch/autograd.h>
 
 #include "kernels/fused_switch.h"
-#include "kernels/rope_cpu.h"
+#include "kernels/kernel_loops.h"
 
 namespace l4::kernels {
 namespace {
@@ -16,20 +16,20 @@ class FusedRope : public torch::autograd::Function<FusedRope> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
                             const at::Tensor& sin) {
     ctx->save_for_backward({cos, sin});
-    return detail::rope_forward_cpu(x, cos, sin);
+    return detail::rope_forward(x, cos, sin);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    return {detail::rope_backward_cpu(grads[0].contiguous(), saved[0], saved[1]), at::Tensor(), at::Tensor()};
+    return {detail::rope_backward(grads[0].contiguous(), saved[0], saved[1]), at::Tensor(), at::Tensor()};
   }
 };
 
-// Shapes the loops take: x [B, T, H, D] with D even, tables [B or 1, T, 1, D] float32 on the CPU.
+// Shapes the loops take: x [B, T, H, D] with D even, tables [B or 1, T, 1, D] float32 on x's device.
 bool fused_shapes(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   if (x.dim() != 4 || x.numel() == 0 || x.size(3) % 2 != 0) return false;
   for (const at::Tensor& t : {cos, sin}) {
-    if (t.dim() != 4 || t.scalar_type() != at::kFloat || !t.device().is_cpu() || t.requires_grad())
+    if (t.dim() != 4 || t.scalar_type() != at::kFloat || t.device() != x.device() || t.requires_grad())
       return false;
     if ((t.size(0) != 1 && t.size(0) != x.size(0)) || t.size(1) != x.size(1) || t.size(2) != 1 ||
         t.size(3) != x.size(3)) {

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/fused_switch.h"
-#include "kernels/swiglu_cpu.h"
+#include "kernels/kernel_loops.h"
 
 namespace l4::kernels {
 namespace {
@@ -27,7 +27,7 @@ class FusedSwiglu : public torch::autograd::Function<FusedSwiglu> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
     at::Tensor out = at::empty_like(gate);
     at::Tensor out_rows = as_rows(out);
-    detail::swiglu_forward_cpu(as_rows(gate), as_rows(up), out_rows);
+    detail::swiglu_forward(as_rows(gate), as_rows(up), out_rows);
     ctx->save_for_backward({gate, up});
     return out;
   }
@@ -38,8 +38,8 @@ class FusedSwiglu : public torch::autograd::Function<FusedSwiglu> {
     const at::Tensor& up = saved[1];
     at::Tensor grad_gate = at::empty_like(gate), grad_up = at::empty_like(up);
     at::Tensor grad_gate_rows = as_rows(grad_gate), grad_up_rows = as_rows(grad_up), no_hidden;
-    detail::swiglu_backward_cpu(as_rows(grads[0].contiguous()), as_rows(gate), as_rows(up), grad_gate_rows,
-                                grad_up_rows, no_hidden);
+    detail::swiglu_backward(as_rows(grads[0].contiguous()), as_rows(gate), as_rows(up), grad_gate_rows,
+                            grad_up_rows, no_hidden);
     return {grad_gate, grad_up};
   }
 };
@@ -63,7 +63,7 @@ void swiglu_concat_forward_out(const at::Tensor& gate_up, at::Tensor& hidden) {
             "gate_up {} does not match hidden {}", c10::str(gate_up.sizes()), c10::str(hidden.sizes()));
   const at::Tensor gate = gate_up.narrow(1, 0, ffn), up = gate_up.narrow(1, ffn, ffn);
   if (rows_contiguous(gate_up) && rows_contiguous(hidden) && fused_applies({gate_up, hidden})) {
-    detail::swiglu_forward_cpu(gate, up, hidden);
+    detail::swiglu_forward(gate, up, hidden);
     return;
   }
   at::mul_out(hidden, up, at::silu(gate));
@@ -81,7 +81,7 @@ void swiglu_concat_backward_out(const at::Tensor& grad_hidden, const at::Tensor&
   at::Tensor grad_gate = grad_gate_up.narrow(1, 0, ffn), grad_up = grad_gate_up.narrow(1, ffn, ffn);
   if (rows_contiguous(gate_up) && rows_contiguous(grad_gate_up) && rows_contiguous(grad_hidden) &&
       rows_contiguous(hidden) && fused_applies({grad_hidden, gate_up, grad_gate_up, hidden})) {
-    detail::swiglu_backward_cpu(grad_hidden, gate, up, grad_gate, grad_up, hidden);
+    detail::swiglu_backward(grad_hidden, gate, up, grad_gate, grad_up, hidden);
     return;
   }
   const at::Tensor activated = at::silu(gate);

@@ -104,6 +104,12 @@ TEST(FusedRmsNorm, FallsBackToCompositeWhenSwitchedOffOrDtypesDiffer) {
   const at::Tensor mixed = rms_norm(x.to(at::kBFloat16), torch::ones({8}), 1e-5);
   EXPECT_FALSE(made_by(mixed, "FusedRmsNorm"));
   EXPECT_EQ(mixed.scalar_type(), at::kFloat);
+  // A device without loops (meta here; CUDA in a build without fused_cuda.cu), or operands on two devices.
+  const at::Tensor on_meta = torch::randn({3, 8}, torch::device(at::kMeta)).requires_grad_(true);
+  EXPECT_FALSE(fused_applies({on_meta}));
+  EXPECT_FALSE(fused_applies({x, on_meta}));
+  EXPECT_FALSE(made_by(rms_norm(on_meta, at::Tensor(), 1e-5), "FusedRmsNorm"));
+  EXPECT_TRUE(fused_applies({x, torch::ones({8})}));
 }
 
 }  // namespace
