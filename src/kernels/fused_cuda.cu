@@ -19,7 +19,7 @@ namespace l4::kernels::detail {
 namespace {
 
 constexpr int kThreads = 256;            // per block; a multiple of the warp size
-constexpr int64_t kWeightGradRows = 64;  // rows per partial sum of the RMSNorm weight gradient
+constexpr int64_t kWeightGradRows = 64;  // rows per partial sum of the RMSNorm weight gradient (at least)
 
 // The value a T tensor holds after storing v (round to nearest even for bfloat16).
 template <typename T>
@@ -110,14 +110,14 @@ __global__ void rms_norm_backward_kernel(const T* __restrict__ grad_y, const T* 
 template <typename T>
 __global__ void rms_norm_weight_grad_kernel(const T* __restrict__ grad_y, const T* __restrict__ x,
                                             const float* __restrict__ rstd, double* __restrict__ partial,
-                                            int64_t rows, int64_t dim) {
+                                            int64_t rows, int64_t dim, int64_t rows_per_chunk) {
   const int64_t column = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (column >= dim) return;
   const int64_t chunk = blockIdx.y;
-  const int64_t chunk_end = (chunk + 1) * kWeightGradRows;
+  const int64_t chunk_end = (chunk + 1) * rows_per_chunk;
   const int64_t row_end = chunk_end < rows ? chunk_end : rows;
   double acc = 0.0;
-  for (int64_t r = chunk * kWeightGradRows; r < row_end; ++r) {
+  for (int64_t r = chunk * rows_per_chunk; r < row_end; ++r) {
     const float normed = round_to<T>(__fmul_rn(static_cast<float>(x[r * dim + column]), rstd[r]));
     acc += static_cast<double>(static_cast<float>(grad_y[r * dim + column])) * static_cast<double>(normed);
   }
@@ -235,7 +235,9 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_
   at::Tensor grad_x = at::empty_like(x);
   at::Tensor grad_weight;
   const bool weight_grad = need_weight_grad && weight.defined();
-  const int64_t chunks = (rows + kWeightGradRows - 1) / kWeightGradRows;
+  // Fixed by the sizes alone (so is the sum's order); at most 65535 chunks, the grid's y limit.
+  const int64_t rows_per_chunk = std::max<int64_t>(kWeightGradRows, (rows + 65534) / 65535);
+  const int64_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   at::Tensor partial = weight_grad
                            ? at::zeros({std::max<int64_t>(chunks, 1), dim}, x.options().dtype(at::kDouble))
                            : at::Tensor();
@@ -252,7 +254,7 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_
       const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
       rms_norm_weight_grad_kernel<T><<<grid, kThreads, 0, stream>>>(
           grad_y.const_data_ptr<T>(), x.const_data_ptr<T>(), rstd.const_data_ptr<float>(),
-          partial.mutable_data_ptr<double>(), rows, dim);
+          partial.mutable_data_ptr<double>(), rows, dim, rows_per_chunk);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
