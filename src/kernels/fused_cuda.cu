@@ -195,34 +195,36 @@ __global__ void swiglu_backward_kernel(Rows<const T> grad, Rows<const T> gate, R
   }
 }
 
-// Runs body<T>() with T = float or c10::BFloat16 after x's dtype (the callers admit no other).
-template <typename Body>
-void with_dtype(const at::Tensor& x, Body&& body) {
-  if (x.scalar_type() == at::kBFloat16) {
-    body(c10::BFloat16{});
+// Runs launch(T{}, stream) for `work` items on like's device and its current stream, with T = float or
+// c10::BFloat16 after like's dtype (the callers admit no other), then checks the launches; nothing to do
+// when work is 0.
+template <typename Launch>
+void launch_for(const at::Tensor& like, int64_t work, Launch&& launch) {
+  if (work == 0) return;
+  const c10::cuda::CUDAGuard guard(like.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (like.scalar_type() == at::kBFloat16) {
+    launch(c10::BFloat16{}, stream);
   } else {
-    TORCH_CHECK(x.scalar_type() == at::kFloat, "fused CUDA kernels: float32 or bfloat16, not ",
-                x.scalar_type());
-    body(float{});
+    TORCH_CHECK(like.scalar_type() == at::kFloat, "fused CUDA kernels: float32 or bfloat16, not ",
+                like.scalar_type());
+    launch(float{}, stream);
   }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> rms_norm_forward_cuda(const at::Tensor& x, const at::Tensor& weight,
                                                         double eps) {
-  const c10::cuda::CUDAGuard guard(x.device());
   const int64_t dim = x.size(-1), rows = x.numel() / std::max<int64_t>(dim, 1);
   at::Tensor y = at::empty_like(x);
   at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
-  if (rows == 0) return {y, rstd};
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  with_dtype(x, [&](auto tag) {
+  launch_for(x, rows, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
     rms_norm_forward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         x.const_data_ptr<T>(), weight.defined() ? weight.const_data_ptr<T>() : nullptr,
         y.mutable_data_ptr<T>(), rstd.mutable_data_ptr<float>(), dim, static_cast<float>(eps));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {y, rstd};
 }
@@ -230,7 +232,6 @@ std::pair<at::Tensor, at::Tensor> rms_norm_forward_cuda(const at::Tensor& x, con
 std::pair<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                          const at::Tensor& weight, const at::Tensor& rstd,
                                                          bool need_weight_grad) {
-  const c10::cuda::CUDAGuard guard(x.device());
   const int64_t dim = x.size(-1), rows = x.numel() / std::max<int64_t>(dim, 1);
   at::Tensor grad_x = at::empty_like(x);
   at::Tensor grad_weight;
@@ -241,21 +242,17 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward_cuda(const at::Tensor& grad_
   at::Tensor partial = weight_grad
                            ? at::zeros({std::max<int64_t>(chunks, 1), dim}, x.options().dtype(at::kDouble))
                            : at::Tensor();
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  with_dtype(x, [&](auto tag) {
+  launch_for(x, rows, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
-    if (rows == 0) return;
     rms_norm_backward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
         grad_y.const_data_ptr<T>(), x.const_data_ptr<T>(),
         weight.defined() ? weight.const_data_ptr<T>() : nullptr, rstd.const_data_ptr<float>(),
         grad_x.mutable_data_ptr<T>(), dim);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (weight_grad) {
       const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
       rms_norm_weight_grad_kernel<T><<<grid, kThreads, 0, stream>>>(
           grad_y.const_data_ptr<T>(), x.const_data_ptr<T>(), rstd.const_data_ptr<float>(),
           partial.mutable_data_ptr<double>(), rows, dim, rows_per_chunk);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   if (weight_grad) grad_weight = partial.sum(0).to(weight.scalar_type());
@@ -266,17 +263,13 @@ namespace {
 
 template <bool kBackward>
 at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty_like(x);
   const int64_t n = x.numel();
-  if (n == 0) return out;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  with_dtype(x, [&](auto tag) {
+  launch_for(x, n, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
     rope_kernel<T, kBackward><<<blocks_for(n), kThreads, 0, stream>>>(
         x.const_data_ptr<T>(), cos.const_data_ptr<float>(), sin.const_data_ptr<float>(),
         out.mutable_data_ptr<T>(), n, x.size(1), x.size(2), x.size(3), cos.size(0) != 1);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
@@ -292,32 +285,24 @@ at::Tensor rope_backward_cuda(const at::Tensor& grad, const at::Tensor& cos, con
 }
 
 void swiglu_forward_cuda(const at::Tensor& gate, const at::Tensor& up, at::Tensor& out) {
-  const c10::cuda::CUDAGuard guard(gate.device());
   const int64_t rows = gate.size(0), width = gate.size(1);
-  if (rows * width == 0) return;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  with_dtype(gate, [&](auto tag) {
+  launch_for(gate, rows * width, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
     swiglu_forward_kernel<T><<<blocks_for(rows * width), kThreads, 0, stream>>>(
         rows_of<const T>(gate), rows_of<const T>(up), rows_of<T>(out), rows, width);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void swiglu_backward_cuda(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& up,
                           at::Tensor& grad_gate, at::Tensor& grad_up, at::Tensor& hidden) {
-  const c10::cuda::CUDAGuard guard(gate.device());
   const int64_t rows = gate.size(0), width = gate.size(1);
-  if (rows * width == 0) return;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  with_dtype(gate, [&](auto tag) {
+  launch_for(gate, rows * width, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
     const bool with_hidden = hidden.defined();
     swiglu_backward_kernel<T><<<blocks_for(rows * width), kThreads, 0, stream>>>(
         rows_of<const T>(grad), rows_of<const T>(gate), rows_of<const T>(up), rows_of<T>(grad_gate),
         rows_of<T>(grad_up), with_hidden ? rows_of<T>(hidden) : Rows<T>{nullptr, 0}, with_hidden, rows,
         width);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
