@@ -3,7 +3,9 @@
 the held-out domain set before and after. The loss must drop by at least 30% and the accuracy rise. It also
 answers a held-out picture question from the exported multimodal directory, which `generate --config` (the
 recipe's model and checkpoint) must answer alike; and the text answers of `generate --config` must equal
-those of the exported HF directories (base, and merged LoRA)."""
+those of the exported HF directories (base, and merged LoRA). In `transformers`, the merged model ends its own
+answers: after each tuned text answer <|eot|> has most of the probability (a base that never learnt the
+chat template's tokens left it at ~0.001 under LoRA, below unused reserved tokens)."""
 import os
 import re
 import subprocess
@@ -55,6 +57,24 @@ else:
         print(f"picture: generate --config {' '.join(resume)} {got!r}, HF directory {image_row.group(group)!r}")
         if g.returncode != 0 or got != image_row.group(group):
             failures.append(f"generate --config {' '.join(resume)} answers the picture question unlike the HF directory")
+    # The tuned model must be able to stop: p(<|eot|>) after each of its text answers, computed by transformers.
+    import torch
+    from transformers import AutoTokenizer, Llama4ForConditionalGeneration
+    merged = os.path.join(SOURCE, "runs/quickstart/merged")
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = Llama4ForConditionalGeneration.from_pretrained(merged).eval()
+    eot = tok.convert_tokens_to_ids("<|eot|>")
+    text_answers = re.findall(r"  Q: ([^\[].*)\n  A \(base\):  .*\n  A \(tuned\): (.*)\n", r.stdout)
+    if len(text_answers) != 2:
+        failures.append(f"expected the two text questions' answers in the output, found {len(text_answers)}")
+    for question, answer in text_answers:
+        ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids) + tok.encode(answer, add_special_tokens=False)
+        with torch.no_grad():
+            p_eot = float(model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)[eot])
+        print(f"p(<|eot|>) after the tuned answer {answer!r}: {p_eot:.4f}")
+        if p_eot < 0.5:
+            failures.append(f"the tuned model does not end its answer {answer!r}: p(<|eot|>) = {p_eot:.4f}")
     for path in ["runs/quickstart/adapter/adapter_config.json", "runs/quickstart/merged/model.safetensors",
                  "runs/quickstart/metrics.jsonl"]:
         if not os.path.exists(os.path.join(SOURCE, path)):
