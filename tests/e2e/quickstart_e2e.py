@@ -11,6 +11,9 @@ import re
 import subprocess
 import sys
 
+import torch
+from transformers import AutoTokenizer, Llama4ForConditionalGeneration
+
 SOURCE = os.environ["L4_SOURCE_DIR"]
 r = subprocess.run(["bash", os.path.join(SOURCE, "scripts/quickstart.sh")], cwd=SOURCE, capture_output=True,
                    text=True, timeout=1500)
@@ -32,13 +35,18 @@ else:
     image_row = re.search(r'\| image Q answer \(expected: \w+\s*\) \|\s+"(.*)" \|\s+"(.*)" \|', r.stdout)
     if not image_row or not image_row.group(2):
         failures.append("no answer to the picture question in the summary table")
-    # generate --config (recipe + checkpoint) against the HF directories' answers printed for the text prompt.
-    qa = re.search(r"  Q: (.*)\n  A \(base\):  (.*)\n  A \(tuned\): (.*)\n", r.stdout)
-    for resume, group in [(["checkpoint.resume=none"], 2), (["checkpoint.resume=auto"], 3)]:
-        want = qa.group(group) if qa else None
+    # The text questions (the picture question's line starts with its image path in brackets): question, base
+    # answer, tuned answer.
+    text_answers = re.findall(r"  Q: ([^\[].*)\n  A \(base\):  (.*)\n  A \(tuned\): (.*)\n", r.stdout)
+    if len(text_answers) != 2:
+        failures.append(f"expected the two text questions' answers in the output, found {len(text_answers)}")
+    # generate --config (recipe + checkpoint) against the HF directories' answers printed for the first one.
+    qa = text_answers[0] if text_answers else None
+    for resume, column in [(["checkpoint.resume=none"], 1), (["checkpoint.resume=auto"], 2)]:
+        want = qa[column] if qa else None
         g = subprocess.run([binary, "generate", "--config", "recipes/lora_sft_tiny.yaml",
                             "checkpoint.dir=runs/quickstart/ckpt", *resume, "--prompt",
-                            qa.group(1) if qa else "", "--max-tokens", "8"],
+                            qa[0] if qa else "", "--max-tokens", "8"],
                            cwd=SOURCE, capture_output=True, text=True, timeout=300)
         got = g.stdout.splitlines()[-1] if g.stdout.splitlines() else None
         print(f"generate --config {' '.join(resume)}: {got!r} (HF directory: {want!r})")
@@ -58,16 +66,11 @@ else:
         if g.returncode != 0 or got != image_row.group(group):
             failures.append(f"generate --config {' '.join(resume)} answers the picture question unlike the HF directory")
     # The tuned model must be able to stop: p(<|eot|>) after each of its text answers, computed by transformers.
-    import torch
-    from transformers import AutoTokenizer, Llama4ForConditionalGeneration
     merged = os.path.join(SOURCE, "runs/quickstart/merged")
     tok = AutoTokenizer.from_pretrained(merged)
     model = Llama4ForConditionalGeneration.from_pretrained(merged).eval()
     eot = tok.convert_tokens_to_ids("<|eot|>")
-    text_answers = re.findall(r"  Q: ([^\[].*)\n  A \(base\):  .*\n  A \(tuned\): (.*)\n", r.stdout)
-    if len(text_answers) != 2:
-        failures.append(f"expected the two text questions' answers in the output, found {len(text_answers)}")
-    for question, answer in text_answers:
+    for question, _, answer in text_answers:
         ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
         ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids) + tok.encode(answer, add_special_tokens=False)
         with torch.no_grad():
