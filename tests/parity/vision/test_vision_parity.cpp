@@ -245,10 +245,22 @@ TEST(VisionParity, EarlyFusionMatchesHf) {
   const at::Tensor features = model::encode_images(t.vision, t.projector, t.data.at("input.pixel_values"));
   const int64_t image_token = t.meta["image_token_index"];
   const at::Tensor fused = model::fuse_image_features(embeds, ids, features, image_token);
-  const double diff = max_abs(fused, t.data.at("fusion.inputs_embeds"));
-  EXPECT_LE(diff, 1e-4);
-  std::printf("early fusion: %lld image positions, max-abs %.3g\n",
-              static_cast<long long>(ids.eq(image_token).sum().item<int64_t>()), diff);
+  const at::Tensor want = t.data.at("fusion.inputs_embeds");
+  const at::Tensor image_rows = ids.eq(image_token);
+  // Placement: text positions are HF's embeddings bit for bit, image positions our features in row order.
+  EXPECT_EQ(max_abs(fused.index({image_rows.logical_not()}), want.index({image_rows.logical_not()})), 0);
+  EXPECT_EQ(max_abs(fused.index({image_rows}), features), 0);
+  // Values against HF's full forward. The tower's numerics are held to 1e-4 by the test above; one CPU
+  // gave 1.9e-3 here (2.4e-4 of the largest value) while its tower-alone comparison stayed within 1e-4,
+  // so the bound is relative. A misplaced or missing row is off by the size of the values themselves.
+  const double image_diff = max_abs(fused.index({image_rows}), want.index({image_rows}));
+  const double scale = want.abs().max().item<double>();
+  const double hf_self_diff = max_abs(want.index({image_rows}), t.data.at("output.projected"));
+  EXPECT_LE(image_diff, 1e-3 * scale);
+  std::printf(
+      "early fusion: %lld image positions, max-abs %.3g (largest value %.3g; HF's fused against "
+      "its own tower-alone pass %.3g)\n",
+      static_cast<long long>(image_rows.sum().item<int64_t>()), image_diff, scale, hf_self_diff);
   // One feature row short: the error names both counts.
   try {
     model::fuse_image_features(embeds, ids, features.slice(0, 1), image_token);
