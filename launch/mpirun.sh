@@ -77,11 +77,13 @@ done
 # mpirun runs as a child, not exec'd: on SIGTERM Open MPI kills the ranks after its grace time, which can
 # cut a checkpoint short; SIGUSR1 it forwards at once and the ranks' handler checkpoints and exits 0.
 # A stop that arrives while the job starts must not be lost nor kill anything: the trap exists before
-# mpirun does; mpirun is sent SIGUSR1 only once /proc shows it catching it (before, the signal would kill
-# it); each rank starts with SIGUSR1 ignored (set by the sh below, kept through exec) until llama4's main
-# installs its handler, so a copy that reaches a rank still loading its libraries is dropped, not fatal;
-# and the stop is sent again every second until the ranks on this node catch it (then once more). Not
-# after that: mpirun drops its own handler while it exits, and a late copy would kill it.
+# mpirun does, and mpirun is sent SIGUSR1 only once every rank on this node catches it (/proc shows it).
+# Before that a copy could reach a rank between its fork and the inner sh's `trap "" USR1` (the default
+# action there kills it) or be dropped while the ignore holds. Each rank starts with SIGUSR1 ignored (set
+# by the sh below, kept through exec) until llama4's main installs its handler. When this node's ranks do
+# not all show up (this host outside the hostfile, say), the stop goes out after L4_STOP_REMOTE_WAIT_S
+# seconds (default 10) of mpirun catching it, again every second until they catch it. Not after delivery: mpirun drops its own handler while it exits, and a late
+# copy would kill it.
 delivered=0
 mpirun_pid=""
 catches_usr1() {  # bit 10 (SIGUSR1) of the process's caught-signal mask
@@ -89,22 +91,36 @@ catches_usr1() {  # bit 10 (SIGUSR1) of the process's caught-signal mask
   mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null)
   [[ -n $mask ]] && (((16#$mask >> 9) & 1))
 }
-local_ranks_ready() {  # every llama4 process under mpirun (two levels: ranks, or orted's ranks) catches it
-  local pid found=0
+local_ranks() {  # every llama4 process under mpirun (two levels: ranks, or orted's ranks)
+  local pid
   for pid in $(pgrep -P "$mpirun_pid" 2>/dev/null) $(pgrep -P "$(pgrep -d, -P "$mpirun_pid" 2>/dev/null)" 2>/dev/null); do
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] || continue
-    catches_usr1 "$pid" || return 1
-    found=1
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] && echo "$pid"
   done
-  ((found))
 }
+# Ranks mpirun starts on this node: all of them without a hostfile, else one node's share (this node
+# may not be in the hostfile at all: then the wait below runs out).
+expected_local=$ranks
+[[ -n $hostfile ]] && expected_local=$((per_node < ranks ? per_node : ranks))
+mpirun_catching_since=""
+last_sent=""
 forward_stop() {
   stop=1
-  if ((!delivered)) && [[ -n $mpirun_pid ]] && catches_usr1 "$mpirun_pid"; then
-    local ready=0
-    local_ranks_ready && ready=1
+  ((delivered)) || [[ -z $mpirun_pid ]] && return 0
+  catches_usr1 "$mpirun_pid" || return 0
+  [[ -n $mpirun_catching_since ]] || mpirun_catching_since=$SECONDS
+  local pid ranks=0 ready=0
+  for pid in $(local_ranks); do
+    ranks=$((ranks + 1))
+    catches_usr1 "$pid" && ready=$((ready + 1))
+  done
+  if ((ranks >= expected_local && ready == ranks)); then
     kill -USR1 "$mpirun_pid" 2>/dev/null
-    ((ready)) && delivered=1
+    delivered=1
+  elif ((SECONDS - mpirun_catching_since >= ${L4_STOP_REMOTE_WAIT_S:-10})) && [[ $last_sent != "$SECONDS" ]]; then
+    # The ranks here never all showed up: send it anyway, again each second until they catch it.
+    kill -USR1 "$mpirun_pid" 2>/dev/null
+    last_sent=$SECONDS
+    ((ranks > 0 && ready == ranks)) && delivered=1
   fi
   return 0
 }
@@ -115,7 +131,8 @@ mpirun_pid=$!
 set +e
 while kill -0 "$mpirun_pid" 2>/dev/null; do
   ((stop && !delivered)) && forward_stop
-  sleep 1 &
+  # A pending stop is looked at ten times a second, so that it reaches the ranks soon after they catch it.
+  if ((stop && !delivered)); then sleep 0.1 & else sleep 1 & fi
   wait $! 2>/dev/null  # a trapped signal ends this wait early
 done
 wait "$mpirun_pid"
