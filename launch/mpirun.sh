@@ -82,8 +82,8 @@ done
 # action there kills it) or be dropped while the ignore holds. Each rank starts with SIGUSR1 ignored (set
 # by the sh below, kept through exec) until llama4's main installs its handler. When this node's ranks do
 # not all show up (this host outside the hostfile, say), the stop goes out after L4_STOP_REMOTE_WAIT_S
-# seconds (default 10) of mpirun catching it, again every second until they catch it. Not after delivery: mpirun drops its own handler while it exits, and a late
-# copy would kill it.
+# seconds (default 10) of mpirun catching it, again every second until they catch it. Not after delivery:
+# mpirun drops its own handler while it exits, and a late copy would kill it.
 delivered=0
 mpirun_pid=""
 catches_usr1() {  # bit 10 (SIGUSR1) of the process's caught-signal mask
@@ -91,10 +91,11 @@ catches_usr1() {  # bit 10 (SIGUSR1) of the process's caught-signal mask
   mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null)
   [[ -n $mask ]] && (((16#$mask >> 9) & 1))
 }
+bin_path=$(readlink -f "$BIN")
 local_ranks() {  # every llama4 process under mpirun (two levels: ranks, or orted's ranks)
   local pid
   for pid in $(pgrep -P "$mpirun_pid" 2>/dev/null) $(pgrep -P "$(pgrep -d, -P "$mpirun_pid" 2>/dev/null)" 2>/dev/null); do
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] && echo "$pid"
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$bin_path" ]] && echo "$pid"
   done
 }
 # Ranks mpirun starts on this node: all of them without a hostfile, else one node's share (this node

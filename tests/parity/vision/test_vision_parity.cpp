@@ -246,9 +246,10 @@ TEST(VisionParity, EarlyFusionMatchesHf) {
   const int64_t image_token = t.meta["image_token_index"];
   const at::Tensor fused = model::fuse_image_features(embeds, ids, features, image_token);
   const at::Tensor want = t.data.at("fusion.inputs_embeds");
-  const at::Tensor image_rows = ids.eq(image_token);
+  const at::Tensor image_rows = ids.eq(image_token), text_rows = image_rows.logical_not();
+  const int64_t slots = image_rows.sum().item<int64_t>();
   // Placement: text positions are HF's embeddings bit for bit, image positions our features in row order.
-  EXPECT_EQ(max_abs(fused.index({image_rows.logical_not()}), want.index({image_rows.logical_not()})), 0);
+  EXPECT_EQ(max_abs(fused.index({text_rows}), want.index({text_rows})), 0);
   EXPECT_EQ(max_abs(fused.index({image_rows}), features), 0);
   // Values against HF's full forward. The tower's numerics are held to 1e-4 by the test above; one CPU
   // gave 1.9e-3 here (2.4e-4 of the largest value) while its tower-alone comparison stayed within 1e-4,
@@ -260,15 +261,14 @@ TEST(VisionParity, EarlyFusionMatchesHf) {
   std::printf(
       "early fusion: %lld image positions, max-abs %.3g (largest value %.3g; HF's fused against "
       "its own tower-alone pass %.3g)\n",
-      static_cast<long long>(image_rows.sum().item<int64_t>()), image_diff, scale, hf_self_diff);
+      static_cast<long long>(slots), image_diff, scale, hf_self_diff);
   // One feature row short: the error names both counts.
   try {
     model::fuse_image_features(embeds, ids, features.slice(0, 1), image_token);
     FAIL() << "expected an error";
   } catch (const l4::Error& e) {
     const std::string message = e.what();
-    const auto slots = std::to_string(ids.eq(image_token).sum().item<int64_t>());
-    EXPECT_NE(message.find(slots + " image positions"), std::string::npos) << message;
+    EXPECT_NE(message.find(std::to_string(slots) + " image positions"), std::string::npos) << message;
     EXPECT_NE(message.find(std::to_string(features.size(0) - 1) + " features"), std::string::npos) << message;
   }
 }
