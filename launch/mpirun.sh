@@ -37,6 +37,18 @@ shift $((OPTIND - 1))
 [[ ${1:-} == "--" ]] && shift
 [[ $# -gt 0 ]] || { echo "usage: $0 -n RANKS [-H hostfile] [-p ranks-per-node] -- <llama4 subcommand> ..." >&2; exit 1; }
 [[ -x $BIN ]] || { echo "$BIN not found: run scripts/setup.sh first" >&2; exit 1; }
+# Every count below goes into bash arithmetic, which reads a word as a variable name (0) and then misplaces
+# ranks or never sends a stop: refuse anything but a whole number, naming where it came from.
+whole_number() {  # what value [minimum]
+  [[ $2 =~ ^(0|[1-9][0-9]*)$ ]] && (($2 >= ${3:-0})) && return
+  echo "$0: $1 must be a whole number >= ${3:-0}, got '$2'" >&2
+  exit 1
+}
+whole_number "-n (ranks)" "$ranks" 1
+[[ -z $per_node ]] || whole_number "-p (ranks per node)" "$per_node" 1
+[[ -z $threads ]] || whole_number "-t (threads per rank)" "$threads" 1
+whole_number "L4_STOP_GRACE_S" "${L4_STOP_GRACE_S:-60}"
+whole_number "L4_STOP_REMOTE_WAIT_S" "${L4_STOP_REMOTE_WAIT_S:-10}"
 
 args=(-np "$ranks")
 nodes=1

@@ -97,6 +97,19 @@ for i, delay in enumerate([0.05, 0.2, 0.5]):  # 0.05 s: the launcher's shell is 
     check(ok, f"SIGTERM {delay} s after the launcher started: exit 0, stopped (checkpoint {steps})",
           (p.returncode, out[-500:], err[-2000:]))
 
+# Counts the launcher computes with (ranks, threads, the stop's waits) are refused unless whole numbers: bash
+# arithmetic would read a word as 0 and never send a stop, or misplace the ranks. Nothing starts.
+for flags, env, name in [(["-n", "two"], {}, "-n (ranks)"), (["-n", "0"], {}, "-n (ranks)"),
+                         (["-p", "1.5"], {}, "-p (ranks per node)"), (["-t", "-1"], {}, "-t (threads per rank)"),
+                         ([], {"L4_STOP_REMOTE_WAIT_S": "2.5"}, "L4_STOP_REMOTE_WAIT_S"),
+                         ([], {"L4_STOP_GRACE_S": "sixty"}, "L4_STOP_GRACE_S")]:
+    p = subprocess.run([f"{SOURCE}/launch/mpirun.sh", *flags, "--", "train", "--config", cfg,
+                        f"logging.run_dir={work}/refused/run"], cwd=SOURCE,
+                       env=dict(ENV, L4_BINARY=BINARY, **env), capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and f"{name} must be a whole number" in p.stderr and
+          not os.path.exists(f"{work}/refused/run"), f"launcher refuses {flags or env}: exit 1 naming {name}",
+          (p.returncode, p.stderr[-500:]))
+
 # Resumed run stopped during start-up: its checkpoint stays the latest, untouched.
 rc, out, err = run(["train", "--config", cfg, "train.stop_at_step=2", f"checkpoint.dir={work}/resumed/ckpt",
                     f"logging.run_dir={work}/resumed/run"])
