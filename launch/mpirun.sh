@@ -47,8 +47,10 @@ whole_number() {  # what value [minimum]
 whole_number "-n (ranks)" "$ranks" 1
 [[ -z $per_node ]] || whole_number "-p (ranks per node)" "$per_node" 1
 [[ -z $threads ]] || whole_number "-t (threads per rank)" "$threads" 1
-whole_number "L4_STOP_GRACE_S" "${L4_STOP_GRACE_S:-60}"
-whole_number "L4_STOP_REMOTE_WAIT_S" "${L4_STOP_REMOTE_WAIT_S:-10}"
+stop_grace_s=${L4_STOP_GRACE_S:-60}
+stop_remote_wait_s=${L4_STOP_REMOTE_WAIT_S:-10}
+whole_number "L4_STOP_GRACE_S" "$stop_grace_s"
+whole_number "L4_STOP_REMOTE_WAIT_S" "$stop_remote_wait_s"
 
 args=(-np "$ranks")
 nodes=1
@@ -78,7 +80,7 @@ fi
 [[ $(id -u) -eq 0 ]] && args+=(--allow-run-as-root)
 # On SIGTERM, Open MPI waits this long before passing SIGTERM on and again before SIGKILL (default 1 s,
 # too short for a checkpoint); USR1 is passed on at once.
-args+=(--mca odls_base_sigkill_timeout "${L4_STOP_GRACE_S:-60}")
+args+=(--mca odls_base_sigkill_timeout "$stop_grace_s")
 args+=(-x "OMP_NUM_THREADS=$threads" -x PATH)
 [[ -n ${LD_LIBRARY_PATH:-} ]] && args+=(-x LD_LIBRARY_PATH)
 for name in $(compgen -e); do
@@ -129,7 +131,7 @@ forward_stop() {
   if ((ranks >= expected_local && ready == ranks)); then
     kill -USR1 "$mpirun_pid" 2>/dev/null
     delivered=1
-  elif ((SECONDS - mpirun_catching_since >= ${L4_STOP_REMOTE_WAIT_S:-10})) && [[ $last_sent != "$SECONDS" ]]; then
+  elif ((SECONDS - mpirun_catching_since >= stop_remote_wait_s)) && [[ $last_sent != "$SECONDS" ]]; then
     # The ranks here never all showed up: send it anyway, again each second until they catch it.
     kill -USR1 "$mpirun_pid" 2>/dev/null
     last_sent=$SECONDS
