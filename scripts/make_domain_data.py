@@ -5,7 +5,7 @@ Images (PNG, written by the small encoder below) show coloured shapes or simple 
 conversation asks one question about its image(s) and the assistant answers with a short exact
 answer. Text-only conversations ask domain questions about shapes, colours and counts, each fact in several
 phrasings (some with an instruction suffix or a system line); no conversation occurs twice, every fact a
-held-out question recalls (sides, paint mixing, number words) is taught by other phrasings in train.jsonl,
+held-out question recalls (sides, paint mixing, number words, sums) is taught by other phrasings in train.jsonl,
 and the quickstart's two text questions occur in neither file.
 
 Each record carries a "task" label (image_count, image_colour, ..., paint_mixing, number_words, ...), so
@@ -27,9 +27,9 @@ import numpy as np
 SEED = 20261127
 EVAL_FRACTION = 0.1
 SIZE = 128
-N_IMAGE_RECORDS = 700
-N_PAIR_RECORDS = 60
-N_TEXT_RECORDS = 400
+N_IMAGE_RECORDS = 1200
+N_PAIR_RECORDS = 100
+N_TEXT_RECORDS = 600
 
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30),
@@ -38,6 +38,12 @@ COLOURS = {
 SHAPES = ["circle", "square", "triangle"]
 SIDES = {"circle": 0, "square": 4, "triangle": 3}
 MIXES = {("blue", "red"): "purple", ("blue", "yellow"): "green", ("red", "yellow"): "orange"}
+CHART_MAX, CHART_UNIT = 5, 20  # bar values 1..CHART_MAX, CHART_UNIT pixels each
+# A picture with one shape draws it large: the tower's tokens each cover about 10x10 of the 128x128 pixels,
+# and a small shape's colour and outline sit in two or three of its 144 tokens.
+SHAPE_RADIUS = (9, 15)  # [low, high) half-size in pixels of the shapes of a picture with several
+LONE_RADIUS = (24, 40)
+PAIR_RADIUS = (16, 26)  # the two shapes of a left/right or above/below question
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 M64 = (1 << 64) - 1
@@ -77,39 +83,49 @@ def shape_mask(shape, cx, cy, r):
     return inside_y & (abs(xx - cx) <= half)
 
 
-def place_shapes(rng, specs):
-    """specs: list of (shape, colour). Returns image and centres; shapes never overlap."""
-    img = np.full((SIZE, SIZE, 3), 255, np.uint8)
-    taken = np.zeros((SIZE, SIZE), bool)
-    centres = []
-    for shape, colour in specs:
-        for _ in range(200):
-            r = int(rng.integers(9, 15))
-            cx, cy = int(rng.integers(r + 2, SIZE - r - 2)), int(rng.integers(r + 2, SIZE - r - 2))
-            m = shape_mask(shape, cx, cy, r)
-            grown = shape_mask("square", cx, cy, r + 3)
-            if not (taken & grown).any():
+def place_shapes(rng, specs, radius=SHAPE_RADIUS):
+    """specs: list of (shape, colour); radius: [low, high) of each shape's half-size in pixels. Returns image and
+    centres; shapes never overlap (a layout where the last shapes find no room is drawn again from the start)."""
+    for _ in range(50):
+        img = np.full((SIZE, SIZE, 3), 255, np.uint8)
+        taken = np.zeros((SIZE, SIZE), bool)
+        centres = []
+        for shape, colour in specs:
+            for _ in range(200):
+                r = int(rng.integers(*radius))
+                cx, cy = int(rng.integers(r + 2, SIZE - r - 2)), int(rng.integers(r + 2, SIZE - r - 2))
+                m = shape_mask(shape, cx, cy, r)
+                grown = shape_mask("square", cx, cy, r + 3)
+                if not (taken & grown).any():
+                    break
+            else:
                 break
-        else:
-            raise RuntimeError("could not place shape")
-        img[m] = COLOURS[colour]
-        taken |= grown
-        centres.append((cx, cy))
-    return img, centres
+            img[m] = COLOURS[colour]
+            taken |= grown
+            centres.append((cx, cy))
+        if len(centres) == len(specs):
+            return img, centres
+    raise RuntimeError(f"could not place {len(specs)} shapes")
 
 
 def bar_chart(rng):
+    """3 to 5 bars of values 1 to CHART_MAX over a grey gridline per unit: one unit is CHART_UNIT pixels (about
+    four of the tower's patches at its input size), so a value is read off the gridlines, not guessed from a
+    height a patch or two apart."""
     n = int(rng.integers(3, 6))
-    values = [int(v) for v in rng.integers(1, 10, size=n)]
+    values = [int(v) for v in rng.integers(1, CHART_MAX + 1, size=n)]
     while values.count(max(values)) > 1:
-        values[int(rng.integers(0, n))] = int(rng.integers(1, 10))
+        values[int(rng.integers(0, n))] = int(rng.integers(1, CHART_MAX + 1))
     img = np.full((SIZE, SIZE, 3), 255, np.uint8)
-    img[SIZE - 10, 6:SIZE - 6] = 0  # axis
+    base = SIZE - 10
+    for v in range(1, CHART_MAX + 1):
+        img[base - v * CHART_UNIT, 6:SIZE - 6] = 170  # gridline
+    img[base, 6:SIZE - 6] = 0  # axis
     width = (SIZE - 20) // n
     colour = COLOURS[str(rng.choice(["blue", "green", "orange", "purple"]))]
     for i, v in enumerate(values):
         x0 = 12 + i * width
-        img[SIZE - 10 - v * 11:SIZE - 10, x0:x0 + width - 6] = colour
+        img[base - v * CHART_UNIT:base, x0:x0 + width - 6] = colour
     return img, values
 
 
@@ -143,16 +159,16 @@ def image_records(rng, out_dir):
             q, a = f"How many {shape}s are in the image?", str(count)
         elif kind == "colour":
             shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
-            img, _ = place_shapes(rng, [(shape, colour)])
+            img, _ = place_shapes(rng, [(shape, colour)], LONE_RADIUS)
             q, a = f"What colour is the {shape}?", colour
         elif kind == "shape":
             shape, colour = str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))
-            img, _ = place_shapes(rng, [(shape, colour)])
+            img, _ = place_shapes(rng, [(shape, colour)], LONE_RADIUS)
             q, a = "What shape is shown in the image?", shape
         else:  # position of one of two shapes
             c1, c2 = [str(c) for c in rng.choice(list(COLOURS), size=2, replace=False)]
             s = str(rng.choice(SHAPES))
-            img, centres = place_shapes(rng, [(s, c1), (s, c2)])
+            img, centres = place_shapes(rng, [(s, c1), (s, c2)], PAIR_RADIUS)
             (x1, y1), (x2, y2) = centres
             if abs(x1 - x2) >= abs(y1 - y2):
                 q, a = f"Is the {c1} {s} to the left or to the right of the {c2} {s}?", "left" if x1 < x2 else "right"
@@ -190,9 +206,11 @@ TEXT_TEMPLATES = {
     "text_chart": ["A bar chart shows A = {a}, B = {b}, C = {c}. Which bar is tallest?",
                    "Bars: A is {a}, B is {b}, C is {c}. Which bar is the tallest?"],
 }
-# Tasks whose answer is a fact to recall (taught in other phrasings); addition and text_chart are skills,
-# held out on new numbers.
-RECALLED_TASKS = {"sides", "paint_mixing", "number_words"}
+# Tasks whose answer is a fact to recall (taught in other phrasings); text_chart is a skill, held out on new
+# numbers. Sums are facts too: the tiny base does not learn to add from a few dozen pairs (held out on new
+# pairs, addition stayed at 0.07-0.21 exact match), so each held-out sum is taught in other phrasings.
+RECALLED_TASKS = {"sides", "paint_mixing", "number_words", "addition"}
+ADDEND_MAX = 4  # 16 sums, each asked several times, so that every held-out sum is also taught
 # The quickstart asks these after tuning: no record carries them (in any suffix), so its answers come from the
 # facts taught by the other phrasings.
 DEMO_QUESTIONS = ("How many sides does a triangle have?", "What colour do you get by mixing red and blue?")
@@ -213,7 +231,7 @@ def text_question(rng, task):
             a, b = b, a
         return template.format(a=a, b=b), mix, (a, b)
     if task == "addition":
-        n, m = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        n, m = int(rng.integers(1, ADDEND_MAX + 1)), int(rng.integers(1, ADDEND_MAX + 1))
         return template.format(n=n, m=m, s=str(rng.choice(SHAPES))), str(n + m), (n, m)
     if task == "number_words":
         n = int(rng.integers(0, 11))

@@ -23,7 +23,8 @@ import zlib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_domain_data import COLOURS, SHAPES, SIZE, bar_chart, chat, place_shapes, png_bytes  # noqa: E402
+from make_domain_data import (COLOURS, LONE_RADIUS, PAIR_RADIUS, SHAPE_RADIUS, SHAPES, SIZE,  # noqa: E402
+                              bar_chart, chat, place_shapes, png_bytes)
 
 SEED = 20261205
 PROMPT = "Describe the picture."
@@ -59,13 +60,15 @@ def where(cx, cy):
 
 
 def scene(rng):
-    """1 to 7 shapes of random kinds and colours: the picture and its caption (drawn again when the shapes
-    do not fit without overlapping)."""
+    """1 to 7 shapes of random kinds and colours: the picture and its caption. One or two shapes are drawn at
+    the sizes of the domain's pictures with one or two (a small lone shape's colour sits in two or three of
+    the tower's tokens); a scene is drawn again when place_shapes finds no layout for it."""
     while True:
         n = int(rng.integers(1, 8))
         specs = [(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))) for _ in range(n)]
         try:
-            img, centres = place_shapes(rng, specs)
+            radius = LONE_RADIUS if n == 1 else PAIR_RADIUS if n == 2 else SHAPE_RADIUS
+            img, centres = place_shapes(rng, specs, radius)
             break
         except RuntimeError:
             continue

@@ -55,7 +55,7 @@ for prompt in "${PROMPTS[@]}"; do
 done
 # A held-out question about a picture (data/domain/eval.jsonl), asked of the base and of the exported
 # multimodal directory.
-IMAGE=data/domain/images/img_0589.png IMAGE_Q="What colour is the circle?" IMAGE_WANT=orange
+IMAGE=data/domain/images/img_0391.png IMAGE_Q="What colour is the square?" IMAGE_WANT=orange
 image_answer() {  # the log goes to $OUT/generate_image.log
   "$BIN" generate "$@" --prompt "$IMAGE_Q" --image "$IMAGE" --max-tokens 8 2>>"$OUT/generate_image.log" |
     tail -n1 | sed -E 's/^[[:space:]]+|[[:space:]]+$//g'
