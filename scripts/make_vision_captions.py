@@ -62,16 +62,11 @@ def where(cx, cy):
 def scene(rng):
     """1 to 7 shapes of random kinds and colours: the picture and its caption. One or two shapes are drawn at
     the sizes of the domain's pictures with one or two (a small lone shape's colour sits in two or three of
-    the tower's tokens); a scene is drawn again when place_shapes finds no layout for it."""
-    while True:
-        n = int(rng.integers(1, 8))
-        specs = [(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))) for _ in range(n)]
-        try:
-            radius = LONE_RADIUS if n == 1 else PAIR_RADIUS if n == 2 else SHAPE_RADIUS
-            img, centres = place_shapes(rng, specs, radius)
-            break
-        except RuntimeError:
-            continue
+    the tower's tokens); place_shapes draws the layout again until the shapes fit."""
+    n = int(rng.integers(1, 8))
+    specs = [(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS)))) for _ in range(n)]
+    radius = LONE_RADIUS if n == 1 else PAIR_RADIUS if n == 2 else SHAPE_RADIUS
+    img, centres = place_shapes(rng, specs, radius)
     kinds = {s: sum(1 for k, _ in specs if k == s) for s in SHAPES}
     counts = [f"{c} {s}{'s' if c > 1 else ''}" for s, c in kinds.items() if c]
     items = sorted(zip(centres, specs), key=lambda item: item[0][0])

@@ -141,8 +141,7 @@ def losses(run_dir):
 
 
 def matmul_gflops(dtype, rows=256, inner=1024, cols=1024, seconds=0.3):
-    """One thread's throughput of an lm_head-shaped product (x @ w.t()) in dtype."""
-    torch.set_num_threads(1)
+    """Throughput of an lm_head-shaped product (x @ w.t()) in dtype, on the threads torch is set to."""
     x, w = torch.randn(rows, inner).to(dtype), torch.randn(cols, inner).to(dtype)
     x @ w.t()
     start, reps = time.perf_counter(), 0
@@ -161,7 +160,10 @@ def main():
     # AVX-512 (BF16) or AMX; on a CPU with neither (AVX2 only) it falls back to a scalar loop about 8x slower
     # than float32, and one Scout-width step takes tens of minutes: the test cannot finish there, so it says
     # why and reports itself skipped (exit 77) instead of timing out.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
+    torch.set_num_threads(threads)
     if bf16 < 0.5 * fp32:
         print(f"skipped: this CPU multiplies bf16 matrices at {bf16:.1f} GFLOP/s against {fp32:.1f} in float32 "
               "(no native bf16 matmul: AVX-512 or AMX); a Scout-width bf16 step would take tens of minutes")
